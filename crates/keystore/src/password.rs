@@ -1,0 +1,51 @@
+//! Passwords, held so they cannot leak through `Debug` and are wiped on drop.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+/// A keystore or key password.
+///
+/// `Debug` prints `Password(***)`; there is no `Display`. The characters are zeroized on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Wrap a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(Zeroizing::new(password.into()))
+    }
+
+    /// The password as text, for handing to a decryption routine.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// UTF-16BE bytes, as Java's JKS integrity check and key protector use them.
+    pub(crate) fn utf16be(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.0.encode_utf16().flat_map(u16::to_be_bytes).collect())
+    }
+
+    /// The low byte of each UTF-16 unit, as Java's PBEWithMD5AndTripleDES key derivation uses.
+    pub(crate) fn low_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.0.encode_utf16().map(|unit| unit as u8).collect())
+    }
+}
+
+impl From<&str> for Password {
+    fn from(password: &str) -> Self {
+        Self::new(password)
+    }
+}
+
+impl From<String> for Password {
+    fn from(password: String) -> Self {
+        Self::new(password)
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
