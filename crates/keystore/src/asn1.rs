@@ -48,7 +48,9 @@ impl<'a> Reader<'a> {
             }
             let (len_bytes, after) = rest.split_at(count);
             rest = after;
-            len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+            len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
         };
         if rest.len() < len {
             return None;
@@ -131,7 +133,10 @@ mod tests {
     #[test]
     fn rejects_lengths_past_the_end() {
         assert_eq!(Reader::new(&[0x30, 0x05, 0x01]).next(), None);
-        assert_eq!(Reader::new(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).next(), None);
+        assert_eq!(
+            Reader::new(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).next(),
+            None
+        );
         assert_eq!(Reader::new(&[0x30]).next(), None);
     }
 

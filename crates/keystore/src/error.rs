@@ -105,9 +105,11 @@ impl Error {
     /// A one-line suggestion of what to do about it.
     pub fn hint(&self) -> String {
         match self {
-            Self::UnrecognizedFormat { .. } => "give a JKS, JCEKS, PKCS#12 (.p12/.pfx), PEM or DER \
+            Self::UnrecognizedFormat { .. } => {
+                "give a JKS, JCEKS, PKCS#12 (.p12/.pfx), PEM or DER \
                  file; the format is detected from the content, not the file name"
-                .into(),
+                    .into()
+            }
             Self::UnsupportedFormat { .. } => "convert it to PKCS#12 with the tool that made it \
                  (e.g. keytool -importkeystore -deststoretype PKCS12)"
                 .into(),
@@ -123,7 +125,10 @@ impl Error {
                  pkcs12 -export -inkey"
                 .into(),
             Self::AliasNotFound { available, .. } | Self::AmbiguousAlias { available } => {
-                format!("choose one of the private-key aliases: {}", available.join(", "))
+                format!(
+                    "choose one of the private-key aliases: {}",
+                    available.join(", ")
+                )
             }
             Self::KeyDoesNotMatchCertificate { .. } => "the key and certificate are from \
                  different pairs; compare `openssl x509 -noout -pubkey` with `openssl pkey \
@@ -154,21 +159,31 @@ impl fmt::Display for Error {
             }
             Self::UnsupportedFormat { format } => write!(f, "{format} keystores are not supported"),
             Self::WrongStorePassword { format } => {
-                write!(f, "wrong store password: the {format} integrity check failed")
+                write!(
+                    f,
+                    "wrong store password: the {format} integrity check failed"
+                )
             }
             Self::WrongKeyPassword { alias } => {
                 write!(f, "wrong key password for entry '{alias}'")
             }
-            Self::PasswordRequired { what } => write!(f, "the {what} is encrypted; a password is required"),
+            Self::PasswordRequired { what } => {
+                write!(f, "the {what} is encrypted; a password is required")
+            }
             Self::NoPrivateKey => write!(f, "no private key entry in the keystore"),
-            Self::AliasNotFound { alias, .. } => write!(f, "no private key entry with alias '{alias}'"),
+            Self::AliasNotFound { alias, .. } => {
+                write!(f, "no private key entry with alias '{alias}'")
+            }
             Self::AmbiguousAlias { available } => write!(
                 f,
                 "the keystore holds {} private keys and no alias was given",
                 available.len()
             ),
             Self::KeyDoesNotMatchCertificate { alias: Some(alias) } => {
-                write!(f, "private key of entry '{alias}' does not match its certificate")
+                write!(
+                    f,
+                    "private key of entry '{alias}' does not match its certificate"
+                )
             }
             Self::KeyDoesNotMatchCertificate { alias: None } => {
                 write!(f, "private key does not match the certificate")

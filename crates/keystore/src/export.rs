@@ -56,8 +56,14 @@ pub fn identity_to_pkcs12(
 /// The trust anchors as a PKCS#12 truststore (entries marked trusted for Java).
 pub fn trust_to_pkcs12(anchors: &TrustAnchors, password: &Password) -> Result<Vec<u8>, Error> {
     let mut store = KeyStore::new();
-    for (index, cert) in p12_certificates(anchors.certificates())?.into_iter().enumerate() {
-        store.add_entry(&format!("ca-{}", index + 1), KeyStoreEntry::Certificate(cert));
+    for (index, cert) in p12_certificates(anchors.certificates())?
+        .into_iter()
+        .enumerate()
+    {
+        store.add_entry(
+            &format!("ca-{}", index + 1),
+            KeyStoreEntry::Certificate(cert),
+        );
     }
     write(&store, password)
 }

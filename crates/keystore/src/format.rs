@@ -69,7 +69,10 @@ pub(crate) fn sniff(bytes: &[u8]) -> Detected {
     if bytes.len() > 8 && bytes[..3] == [0, 0, 0] && matches!(bytes[3], 1 | 2) {
         return Detected::Unsupported("BouncyCastle BKS");
     }
-    if bytes.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+    if bytes
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
         Detected::Unknown("plain text without PEM blocks")
     } else {
         Detected::Unknown("binary data of no known format")
@@ -81,8 +84,9 @@ fn is_pem(bytes: &[u8]) -> bool {
 }
 
 fn sniff_der(bytes: &[u8]) -> Option<Detected> {
-    let mut outer = Reader::new(bytes);
-    let body = outer.expect(tag::SEQUENCE)?;
+    // Look inside the outer SEQUENCE even when it is cut short, so that a truncated PKCS#12
+    // or certificate is reported as corrupt rather than as unknown bytes.
+    let body = der_body_prefix(bytes)?;
     let mut inner = Reader::new(body);
     match inner.peek_tag()? {
         // PFX: version 3; PKCS#8: version 0 or 1; PKCS#1 RSA: 0; SEC1 EC: 1.
@@ -98,6 +102,32 @@ fn sniff_der(bytes: &[u8]) -> Option<Detected> {
         tag::SEQUENCE => Some(Detected::Known(Format::Der)),
         _ => None,
     }
+}
+
+/// The contents of the outer SEQUENCE, or as much of them as there is.
+fn der_body_prefix(bytes: &[u8]) -> Option<&[u8]> {
+    let first = *bytes.get(1)?;
+    let (header, len) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let len_bytes = bytes.get(2..2 + count)?;
+        (
+            2 + count,
+            len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+        )
+    };
+    let available = bytes.len() - header;
+    // A plausible DER object: not claiming far more than a keystore could hold.
+    if len > 64 * 1024 * 1024 {
+        return None;
+    }
+    Some(&bytes[header..header + len.min(available)])
 }
 
 impl fmt::Display for Format {

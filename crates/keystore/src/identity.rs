@@ -30,11 +30,10 @@ impl Identity {
         chain: Vec<CertificateDer<'static>>,
         key: PlainKey,
     ) -> Result<Self, Error> {
-        let signing = any_supported_type(&key.to_der()).map_err(|error| {
-            Error::UnsupportedAlgorithm {
+        let signing =
+            any_supported_type(&key.to_der()).map_err(|error| Error::UnsupportedAlgorithm {
                 algorithm: format!("private key ({})", rustls_reason(&error)),
-            }
-        })?;
+            })?;
         let fingerprint = chain.first().map(|leaf| sha256(leaf)).unwrap_or_default();
         let certified = CertifiedKey::new(chain, signing);
         match certified.keys_match() {

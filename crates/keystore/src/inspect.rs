@@ -58,7 +58,11 @@ pub struct CertificateView {
 }
 
 /// Inspects `store` at time `now`; with `alias`, only that entry.
-pub fn inspect(store: &Keystore, alias: Option<&str>, now: OffsetDateTime) -> Result<Report, Error> {
+pub fn inspect(
+    store: &Keystore,
+    alias: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Report, Error> {
     let selected: Vec<_> = store
         .entries()
         .iter()

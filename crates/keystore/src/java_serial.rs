@@ -44,7 +44,10 @@ pub(crate) fn decode_modified_utf8(bytes: &[u8]) -> String {
         let (unit, width) = if b < 0x80 {
             (u16::from(b), 1)
         } else if b & 0xe0 == 0xc0 && i + 1 < bytes.len() {
-            ((u16::from(b & 0x1f) << 6) | u16::from(bytes[i + 1] & 0x3f), 2)
+            (
+                (u16::from(b & 0x1f) << 6) | u16::from(bytes[i + 1] & 0x3f),
+                2,
+            )
         } else if b & 0xf0 == 0xe0 && i + 2 < bytes.len() {
             let unit = (u16::from(b & 0x0f) << 12)
                 | (u16::from(bytes[i + 1] & 0x3f) << 6)
@@ -82,7 +85,10 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     fn take(&mut self, len: usize) -> Option<&[u8]> {
-        let end = self.at.checked_add(len).filter(|end| *end <= self.bytes.len())?;
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|end| *end <= self.bytes.len())?;
         let slice = &self.bytes[self.at..end];
         self.at = end;
         Some(slice)
@@ -97,7 +103,8 @@ impl Walker<'_> {
     }
 
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     fn utf(&mut self) -> Option<String> {
@@ -129,7 +136,8 @@ impl Walker<'_> {
                 Some(Some(self.new_handle(Handle::Other)))
             }
             TC_LONGSTRING => {
-                let len = usize::try_from(u64::from_be_bytes(self.take(8)?.try_into().ok()?)).ok()?;
+                let len =
+                    usize::try_from(u64::from_be_bytes(self.take(8)?.try_into().ok()?)).ok()?;
                 self.take(len)?;
                 Some(Some(self.new_handle(Handle::Other)))
             }
@@ -292,7 +300,10 @@ mod tests {
     fn refuses_streams_without_magic_or_cut_short() {
         assert_eq!(skip_object(&[0x73]), None);
         assert_eq!(skip_object(&STREAM_MAGIC), None);
-        assert_eq!(skip_object(&[0xac, 0xed, 0x00, 0x05, TC_OBJECT, TC_CLASSDESC, 0x00]), None);
+        assert_eq!(
+            skip_object(&[0xac, 0xed, 0x00, 0x05, TC_OBJECT, TC_CLASSDESC, 0x00]),
+            None
+        );
     }
 
     #[test]

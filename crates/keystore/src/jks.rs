@@ -201,7 +201,12 @@ impl<'a> Input<'a> {
             }
             2 => {
                 let cert = self.certificate(version)?;
-                Ok(Entry::new(alias, EntryKind::TrustedCertificate, vec![cert], None))
+                Ok(Entry::new(
+                    alias,
+                    EntryKind::TrustedCertificate,
+                    vec![cert],
+                    None,
+                ))
             }
             3 if self.format == Format::Jceks => {
                 let rest = &self.bytes[self.at..];

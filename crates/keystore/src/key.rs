@@ -64,7 +64,11 @@ impl SealedKey {
     }
 
     /// Decrypts the key. `alias` only names the entry in errors.
-    pub(crate) fn unseal(&self, password: Option<&Password>, alias: &str) -> Result<PlainKey, Error> {
+    pub(crate) fn unseal(
+        &self,
+        password: Option<&Password>,
+        alias: &str,
+    ) -> Result<PlainKey, Error> {
         let need = || {
             password.ok_or(Error::PasswordRequired {
                 what: "private key",
@@ -137,7 +141,10 @@ impl PlainKey {
                 })?;
                 let mut algorithm = asn1::encode(tag::OID, EC_PUBLIC_KEY_OID);
                 algorithm.extend_from_slice(&asn1::encode(tag::OID, curve));
-                Ok(wrap_pkcs8(&asn1::encode(tag::SEQUENCE, &algorithm), &self.der))
+                Ok(wrap_pkcs8(
+                    &asn1::encode(tag::SEQUENCE, &algorithm),
+                    &self.der,
+                ))
             }
         }
     }
@@ -171,32 +178,35 @@ fn sec1_curve(der: &[u8]) -> Option<&[u8]> {
 }
 
 fn decrypt_pkcs8(der: &[u8], password: &Password, alias: &str) -> Result<PlainKey, Error> {
-    let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der).map_err(|_| {
-        match Reader::new(der)
-            .expect(tag::SEQUENCE)
-            .and_then(|body| Reader::new(body).expect(tag::SEQUENCE))
-            .and_then(|alg| Reader::new(alg).expect(tag::OID))
-        {
-            Some(oid) => Error::UnsupportedAlgorithm {
-                algorithm: format!("key encryption {}", asn1::oid_to_string(oid)),
-            },
-            None => Error::Corrupt {
-                format: Format::Pem,
-                detail: "malformed encrypted private key".into(),
-            },
-        }
-    })?;
+    let info =
+        pkcs8::EncryptedPrivateKeyInfoRef::try_from(der).map_err(|_| {
+            match Reader::new(der)
+                .expect(tag::SEQUENCE)
+                .and_then(|body| Reader::new(body).expect(tag::SEQUENCE))
+                .and_then(|alg| Reader::new(alg).expect(tag::OID))
+            {
+                Some(oid) => Error::UnsupportedAlgorithm {
+                    algorithm: format!("key encryption {}", asn1::oid_to_string(oid)),
+                },
+                None => Error::Corrupt {
+                    format: Format::Pem,
+                    detail: "malformed encrypted private key".into(),
+                },
+            }
+        })?;
     let wrong = || Error::WrongKeyPassword {
         alias: alias.to_owned(),
     };
-    let document = info.decrypt(password.expose()).map_err(|error| match error {
-        pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::UnsupportedAlgorithm { oid }) => {
-            Error::UnsupportedAlgorithm {
+    let document = info
+        .decrypt(password.expose())
+        .map_err(|error| match error {
+            pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::UnsupportedAlgorithm {
+                oid,
+            }) => Error::UnsupportedAlgorithm {
                 algorithm: format!("key encryption {oid}"),
-            }
-        }
-        _ => wrong(),
-    })?;
+            },
+            _ => wrong(),
+        })?;
     PlainKey::checked(Syntax::Pkcs8, Zeroizing::new(document.as_bytes().to_vec())).ok_or_else(wrong)
 }
 

@@ -97,7 +97,11 @@ pub fn lint_chain(chain: &[CertificateInfo], now: OffsetDateTime) -> Vec<Finding
         return findings;
     };
     let eku = &leaf.extended_key_usage;
-    if !eku.is_empty() && !eku.iter().any(|usage| usage == "clientAuth" || usage == "any") {
+    if !eku.is_empty()
+        && !eku
+            .iter()
+            .any(|usage| usage == "clientAuth" || usage == "any")
+    {
         findings.push(Finding {
             kind: FindingKind::MissingClientAuth,
             severity: Severity::Warning,

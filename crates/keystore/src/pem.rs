@@ -53,7 +53,9 @@ pub(crate) fn parse_pair(certificates: &[u8], key: &[u8]) -> Result<Keystore, Er
     if all_keys.is_empty() {
         return Err(Error::NoPrivateKey);
     }
-    let format = if certificates.starts_with(b"-----") || crate::format::detect(certificates) == Some(Format::Pem) {
+    let format = if certificates.starts_with(b"-----")
+        || crate::format::detect(certificates) == Some(Format::Pem)
+    {
         Format::Pem
     } else {
         Format::Der
@@ -112,7 +114,12 @@ fn assemble(
     }
     for (cert, used) in certificates.into_iter().zip(used) {
         if !used {
-            entries.push(Entry::new(None, EntryKind::TrustedCertificate, vec![cert], None));
+            entries.push(Entry::new(
+                None,
+                EntryKind::TrustedCertificate,
+                vec![cert],
+                None,
+            ));
         }
     }
     Ok(Keystore::new(format, entries))
@@ -134,7 +141,8 @@ fn collect(bytes: &[u8]) -> Result<(Vec<CertificateDer<'static>>, Vec<SealedKey>
                 certificates.push(CertificateDer::from(cert.to_vec()));
             }
             "PRIVATE KEY" => keys.push(SealedKey::Plain(
-                PlainKey::checked(Syntax::Pkcs8, block.der).ok_or_else(|| corrupt("PRIVATE KEY"))?,
+                PlainKey::checked(Syntax::Pkcs8, block.der)
+                    .ok_or_else(|| corrupt("PRIVATE KEY"))?,
             )),
             "ENCRYPTED PRIVATE KEY" => keys.push(SealedKey::EncryptedPkcs8(block.der.to_vec())),
             "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
@@ -197,7 +205,9 @@ fn classify_der(bytes: &[u8]) -> Result<(Vec<CertificateDer<'static>>, Vec<Seale
     if element.len() != bytes.len() {
         return Err(corrupt("trailing bytes after the DER element"));
     }
-    let body = Reader::new(bytes).expect(tag::SEQUENCE).ok_or_else(|| corrupt("not a SEQUENCE"))?;
+    let body = Reader::new(bytes)
+        .expect(tag::SEQUENCE)
+        .ok_or_else(|| corrupt("not a SEQUENCE"))?;
     let mut inner = Reader::new(body);
     match inner.peek_tag() {
         Some(tag::INTEGER) => {
@@ -206,7 +216,9 @@ fn classify_der(bytes: &[u8]) -> Result<(Vec<CertificateDer<'static>>, Vec<Seale
             Ok((Vec::new(), vec![SealedKey::Plain(key)]))
         }
         Some(tag::SEQUENCE) => {
-            let first = inner.expect(tag::SEQUENCE).ok_or_else(|| corrupt("malformed"))?;
+            let first = inner
+                .expect(tag::SEQUENCE)
+                .ok_or_else(|| corrupt("malformed"))?;
             if Reader::new(first).peek_tag() == Some(tag::OID) {
                 Ok((Vec::new(), vec![SealedKey::EncryptedPkcs8(bytes.to_vec())]))
             } else {

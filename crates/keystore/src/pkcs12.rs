@@ -70,7 +70,12 @@ pub(crate) fn parse(bytes: &[u8], password: Option<&Password>) -> Result<Keystor
                 .friendly_name
                 .clone()
                 .unwrap_or_else(|| bag.cert.subject().to_owned());
-            entries.push(Entry::new(alias, EntryKind::TrustedCertificate, vec![cert], None));
+            entries.push(Entry::new(
+                alias,
+                EntryKind::TrustedCertificate,
+                vec![cert],
+                None,
+            ));
         }
     }
     for (index, secret) in archive.secrets.iter().enumerate() {

@@ -71,7 +71,9 @@ impl Keystore {
             Detected::Known(Format::Jks | Format::Jceks) => {
                 jks::parse(bytes, options.store_password.as_ref())?
             }
-            Detected::Known(Format::Pkcs12) => pkcs12::parse(bytes, options.store_password.as_ref())?,
+            Detected::Known(Format::Pkcs12) => {
+                pkcs12::parse(bytes, options.store_password.as_ref())?
+            }
             Detected::Known(Format::Pem) => pem::parse(bytes)?,
             Detected::Known(Format::Der) => pem::parse_der(bytes)?,
             Detected::Unsupported(format) => return Err(Error::UnsupportedFormat { format }),
@@ -157,7 +159,10 @@ impl Keystore {
                 .find(|entry| entry.alias.as_deref() == Some(alias))
                 .or_else(|| {
                     self.entries.iter().find(|entry| {
-                        entry.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(alias))
+                        entry
+                            .alias
+                            .as_deref()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(alias))
                     })
                 });
             return match found {
@@ -171,7 +176,10 @@ impl Keystore {
                 }),
             };
         }
-        let mut keys = self.entries.iter().filter(|e| e.kind == EntryKind::PrivateKey);
+        let mut keys = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::PrivateKey);
         match (keys.next(), keys.next()) {
             (Some(entry), None) => Ok(entry),
             (Some(_), Some(_)) => Err(Error::AmbiguousAlias { available }),

@@ -52,7 +52,9 @@ impl TrustAnchors {
     ) -> Result<Self, Error> {
         let mut anchors = Self::default();
         for (name, bytes) in files {
-            let extension = name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
+            let extension = name
+                .rsplit_once('.')
+                .map(|(_, ext)| ext.to_ascii_lowercase());
             if !extension.is_some_and(|ext| DIRECTORY_EXTENSIONS.contains(&ext.as_str())) {
                 continue;
             }
