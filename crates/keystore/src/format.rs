@@ -60,10 +60,10 @@ pub(crate) fn sniff(bytes: &[u8]) -> Detected {
     if is_pem(bytes) {
         return Detected::Known(Format::Pem);
     }
-    if bytes[0] == tag::SEQUENCE {
-        if let Some(found) = sniff_der(bytes) {
-            return found;
-        }
+    if bytes[0] == tag::SEQUENCE
+        && let Some(found) = sniff_der(bytes)
+    {
+        return found;
     }
     // BouncyCastle BKS/UBER start with a 4-byte version 1 or 2 followed by a salt length.
     if bytes.len() > 8 && bytes[..3] == [0, 0, 0] && matches!(bytes[3], 1 | 2) {

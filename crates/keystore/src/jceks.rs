@@ -8,7 +8,7 @@ use md5::{Digest, Md5};
 use zeroize::Zeroizing;
 
 use crate::asn1::{Reader, tag};
-use crate::jks::split_encrypted_key_info;
+use crate::jks::{EncryptedKeyInfo, split_encrypted_key_info};
 use crate::key::{PlainKey, Syntax, cbc_decrypt};
 use crate::{Error, Format, Password};
 
@@ -27,7 +27,11 @@ pub(crate) fn unprotect_key(
         format: Format::Jceks,
         detail: format!("malformed protected key in entry '{alias}'"),
     };
-    let (oid, parameters, data) = split_encrypted_key_info(encrypted).ok_or_else(corrupt)?;
+    let EncryptedKeyInfo {
+        algorithm: oid,
+        parameters,
+        data,
+    } = split_encrypted_key_info(encrypted).ok_or_else(corrupt)?;
     if oid != PBE_MD5_3DES_OID {
         return Err(Error::UnsupportedAlgorithm {
             algorithm: format!("JCEKS key protection {}", crate::asn1::oid_to_string(oid)),

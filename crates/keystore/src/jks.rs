@@ -76,7 +76,11 @@ pub(crate) fn unprotect_key(
         format: Format::Jks,
         detail: format!("malformed protected key in entry '{alias}'"),
     };
-    let (oid, _, data) = split_encrypted_key_info(encrypted).ok_or_else(corrupt)?;
+    let EncryptedKeyInfo {
+        algorithm: oid,
+        data,
+        ..
+    } = split_encrypted_key_info(encrypted).ok_or_else(corrupt)?;
     if oid != JKS_KEY_PROTECTOR_OID {
         return Err(Error::UnsupportedAlgorithm {
             algorithm: format!("JKS key protection {}", crate::asn1::oid_to_string(oid)),
@@ -108,15 +112,29 @@ pub(crate) fn unprotect_key(
     PlainKey::checked(Syntax::Pkcs8, plain).ok_or_else(corrupt)
 }
 
-/// Splits `EncryptedPrivateKeyInfo` into (algorithm OID, algorithm parameters, data).
-pub(crate) fn split_encrypted_key_info(der: &[u8]) -> Option<(&[u8], Option<(u8, &[u8])>, &[u8])> {
+/// The parts of an `EncryptedPrivateKeyInfo`.
+pub(crate) struct EncryptedKeyInfo<'a> {
+    /// The algorithm OID (contents only).
+    pub(crate) algorithm: &'a [u8],
+    /// The algorithm parameters: tag and contents.
+    pub(crate) parameters: Option<(u8, &'a [u8])>,
+    /// The encrypted key.
+    pub(crate) data: &'a [u8],
+}
+
+/// Splits `EncryptedPrivateKeyInfo` into algorithm, parameters and data.
+pub(crate) fn split_encrypted_key_info(der: &[u8]) -> Option<EncryptedKeyInfo<'_>> {
     let mut outer = Reader::new(der);
     let mut info = Reader::new(outer.expect(tag::SEQUENCE)?);
     let mut algorithm = Reader::new(info.expect(tag::SEQUENCE)?);
     let oid = algorithm.expect(tag::OID)?;
     let parameters = algorithm.next();
     let data = info.expect(tag::OCTET_STRING)?;
-    Some((oid, parameters, data))
+    Some(EncryptedKeyInfo {
+        algorithm: oid,
+        parameters,
+        data,
+    })
 }
 
 /// A bounds-checked big-endian reader over the store body.

@@ -296,7 +296,7 @@ fn blocks(bytes: &[u8]) -> Result<Vec<Block>, Error> {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
