@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::args::{Cli, Command, KeystoreCommand};
-use crate::cli::{Failure, keystore};
+use crate::cli::{Failure, fetch, keystore};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -36,6 +36,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             KeystoreCommand::Inspect(args) => keystore::inspect(&args),
             KeystoreCommand::Convert(args) => keystore::convert(&args),
         },
+        Command::Fetch(args) => fetch::fetch(args),
     }
 }
 

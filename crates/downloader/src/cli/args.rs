@@ -20,6 +20,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeystoreCommand,
     },
+    /// Make one HTTP(S) request, with mutual TLS, timings and TLS facts (curl-like flags).
+    Fetch(FetchArgs),
 }
 
 /// `downloader keystore ...`
@@ -101,4 +103,94 @@ pub(crate) enum OutputFormat {
     Pem,
     /// PKCS#12 with AES-256/PBKDF2 and an HMAC-SHA256 MAC.
     Pkcs12,
+}
+
+/// `downloader fetch URL`: one field per flag, as curl spells them where curl has them.
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    /// The URL (http:// or https://).
+    pub(crate) url: String,
+    /// The method (default GET, or POST when a body is given).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub(crate) method: Option<String>,
+    /// A header, 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub(crate) headers: Vec<String>,
+    /// The request body (`@FILE` reads a file).
+    #[arg(short = 'd', long = "data", value_name = "DATA", group = "body_source")]
+    pub(crate) data: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long, value_name = "FILE", group = "body_source")]
+    pub(crate) data_file: Option<PathBuf>,
+    /// Client keystore (JKS, JCEKS, PKCS#12, PEM bundle) or certificate file (with --key).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Keystore password.
+    #[arg(long, value_name = "PASSWORD", group = "cert_password_source")]
+    pub(crate) cert_password: Option<String>,
+    /// Read the keystore password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "cert_password_source")]
+    pub(crate) cert_password_env: Option<String>,
+    /// Private key file for a --cert certificate (PEM or DER).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+    /// Password of the private key (encrypted PEM key, or a key password that differs).
+    #[arg(long, value_name = "PASSWORD")]
+    pub(crate) key_password: Option<String>,
+    /// Which private-key entry of the keystore to use.
+    #[arg(long, requires = "cert")]
+    pub(crate) alias: Option<String>,
+    /// Trust store for the server certificate, any format (PEM, DER, JKS, JCEKS, PKCS#12).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
+    /// Password of the --cacert store.
+    #[arg(long, value_name = "PASSWORD", requires = "cacert")]
+    pub(crate) cacert_password: Option<String>,
+    /// Which roots to trust (default: both with --cacert, else system).
+    #[arg(long, value_enum)]
+    pub(crate) trust: Option<TrustArg>,
+    /// Do not verify the server certificate (a client certificate is still sent).
+    #[arg(short = 'k', long)]
+    pub(crate) insecure: bool,
+    /// Connect to ADDR whenever the URL names HOST:PORT (repeatable).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub(crate) resolve: Vec<String>,
+    /// The TLS server name to send and verify instead of the URL host.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) sni: Option<String>,
+    /// Lowest TLS version: 1.2 or 1.3.
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) tls_min: Option<String>,
+    /// Highest TLS version: 1.2 or 1.3.
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) tls_max: Option<String>,
+    /// Speak HTTP/1.1 only.
+    #[arg(long = "http1.1", conflicts_with = "http2")]
+    pub(crate) http1_1: bool,
+    /// Speak HTTP/2 only.
+    #[arg(long)]
+    pub(crate) http2: bool,
+    /// Limit for the whole request, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) timeout: Option<f64>,
+    /// Limit for the TCP connect and for the TLS handshake, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) connect_timeout: Option<f64>,
+    /// Print the full result as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Exit non-zero (22) when the HTTP status is 400 or more.
+    #[arg(long)]
+    pub(crate) fail: bool,
+}
+
+/// `--trust` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TrustArg {
+    /// The operating system's roots.
+    System,
+    /// Only --cacert.
+    Custom,
+    /// Both.
+    Both,
 }

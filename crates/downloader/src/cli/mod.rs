@@ -1,6 +1,7 @@
 //! Command-line surface: arguments, the handlers that call the library crates, and output.
 
 pub(crate) mod args;
+pub(crate) mod fetch;
 pub(crate) mod keystore;
 pub(crate) mod output;
 mod secret;

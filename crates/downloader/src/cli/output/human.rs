@@ -97,3 +97,115 @@ fn colons(hex: &str) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// A `fetch` result for people: status line, headers, body, timings, then the TLS summary.
+pub(crate) fn outcome(out: &mut impl Write, outcome: &engine::Outcome) -> io::Result<()> {
+    if let Some(response) = &outcome.response {
+        writeln!(
+            out,
+            "{} {} {}",
+            response.http_version, response.status_code, response.reason
+        )?;
+        for (name, values) in &response.headers {
+            for value in values {
+                writeln!(out, "{name}: {value}")?;
+            }
+        }
+        writeln!(out)?;
+        match response.body.text() {
+            Some(text) => {
+                out.write_all(text.as_bytes())?;
+                if !text.is_empty() && !text.ends_with('\n') {
+                    writeln!(out)?;
+                }
+            }
+            None => writeln!(
+                out,
+                "<{} bytes of binary data; use --json to get them>",
+                response.size
+            )?,
+        }
+        if response.truncated {
+            writeln!(out, "<body cut at the body limit>")?;
+        }
+        writeln!(out)?;
+    }
+    let metrics = &outcome.metrics;
+    writeln!(out, "timing (ms)")?;
+    for (name, value) in [
+        ("dns", metrics.dns),
+        ("connect", metrics.connect),
+        ("tls", metrics.tls),
+        ("send", metrics.send),
+        ("wait", metrics.wait),
+        ("download", metrics.download),
+        ("total", metrics.total),
+        ("overall", Some(metrics.overall)),
+    ] {
+        match value {
+            Some(ms) => writeln!(out, "  {name:<9}{ms:>10.3}")?,
+            None => writeln!(out, "  {name:<9}{:>10}", "-")?,
+        }
+    }
+    if let Some(tls) = &outcome.tls {
+        writeln!(out)?;
+        let version = tls.version.as_deref().unwrap_or("handshake not completed");
+        let cipher = tls.cipher.as_deref().unwrap_or("");
+        let alpn = tls
+            .alpn
+            .as_deref()
+            .map(|a| format!(" alpn={a}"))
+            .unwrap_or_default();
+        let sni = tls
+            .sni
+            .as_deref()
+            .map(|s| format!(" sni={s}"))
+            .unwrap_or_default();
+        let verified = if tls.verified {
+            "verified"
+        } else {
+            "NOT verified"
+        };
+        writeln!(out, "TLS {version} {cipher}{alpn}{sni}, server {verified}")?;
+        match tls.server_certificates.first() {
+            Some(leaf) => writeln!(
+                out,
+                "  they are:  {} (issued by {}, valid until {})",
+                leaf.subject, leaf.issuer, leaf.not_after
+            )?,
+            None => writeln!(out, "  they are:  no certificate seen")?,
+        }
+        for cert in tls.server_certificates.iter().skip(1) {
+            writeln!(
+                out,
+                "             + {} (issued by {})",
+                cert.subject, cert.issuer
+            )?;
+        }
+        if tls.client_certificate_requested {
+            if tls.acceptable_issuers.is_empty() {
+                writeln!(out, "  they asked for a client certificate (any issuer)")?;
+            } else {
+                writeln!(
+                    out,
+                    "  they asked for a client certificate issued by: {}",
+                    tls.acceptable_issuers.join("; ")
+                )?;
+            }
+        } else {
+            writeln!(out, "  they did not ask for a client certificate")?;
+        }
+        match &tls.client_certificate {
+            Some(cert) => writeln!(
+                out,
+                "  we are:    {} (issued by {}, valid until {}, sha256 {})",
+                cert.subject,
+                cert.issuer,
+                cert.not_after,
+                colons(&cert.sha256)
+            )?,
+            None => writeln!(out, "  we are:    anonymous (no client certificate sent)")?,
+        }
+    }
+    Ok(())
+}

@@ -20,3 +20,9 @@ pub(crate) fn inspect(out: &mut impl Write, file: &Path, report: &keystore::Repo
     serde_json::to_writer_pretty(&mut *out, &value).map_err(io::Error::other)?;
     writeln!(out)
 }
+
+/// The full result of a `fetch`.
+pub(crate) fn outcome(out: &mut impl Write, outcome: &engine::Outcome) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, outcome).map_err(io::Error::other)?;
+    writeln!(out)
+}

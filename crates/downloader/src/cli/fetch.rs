@@ -1,0 +1,185 @@
+//! `downloader fetch URL`: one request through the engine, printed for people or as JSON.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use engine::{
+    Engine, HttpVersion, IdentitySource, Job, JobError, Source, TlsVersion, TrustMode, TrustSource,
+};
+
+use crate::cli::args::{FetchArgs, TrustArg};
+use crate::cli::{EXIT_FAILURE, Failure, output, secret};
+
+/// Exit code for `--fail` on an HTTP status of 400 or more (curl's).
+const EXIT_HTTP_STATUS: u8 = 22;
+
+/// Runs the request and prints the outcome.
+pub(crate) fn fetch(args: FetchArgs) -> Result<ExitCode, Failure> {
+    let json = args.json;
+    let fail_on_status = args.fail;
+    let job = args.into_job()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure {
+            kind: "internal".into(),
+            message: format!("cannot start the runtime: {error}"),
+            hint: None,
+            exit_code: EXIT_FAILURE,
+        })?;
+    let outcome = runtime.block_on(Engine::new().run(job));
+    let mut stdout = std::io::stdout().lock();
+    let written = if json {
+        output::json::outcome(&mut stdout, &outcome)
+    } else {
+        output::human::outcome(&mut stdout, &outcome)
+    };
+    let _ = stdout.flush();
+    drop(stdout);
+    if !json {
+        let mut stderr = std::io::stderr().lock();
+        for warning in &outcome.warnings {
+            let _ = writeln!(stderr, "warning: {warning}");
+        }
+    }
+    if let Some(error) = &outcome.error {
+        return Err(Failure {
+            kind: error.kind.into(),
+            message: error.message.clone(),
+            hint: Some(error.hint.clone()),
+            exit_code: EXIT_FAILURE,
+        });
+    }
+    if let Err(error) = written
+        && error.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(Failure::io(Path::new("<stdout>"), &error));
+    }
+    match &outcome.response {
+        Some(response) if fail_on_status && response.status_code >= 400 => Err(Failure {
+            kind: "http.status".into(),
+            message: format!(
+                "the server answered {} {}",
+                response.status_code, response.reason
+            ),
+            hint: None,
+            exit_code: EXIT_HTTP_STATUS,
+        }),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+impl FetchArgs {
+    /// The engine job these flags describe; contradictions are usage errors (exit 64).
+    pub(crate) fn into_job(self) -> Result<Job, Failure> {
+        let body = match (&self.data, &self.data_file) {
+            (Some(data), _) => match data.strip_prefix('@') {
+                Some(path) => Some(read(Path::new(path))?),
+                None => Some(data.clone().into_bytes()),
+            },
+            (None, Some(path)) => Some(read(path)?),
+            (None, None) => None,
+        };
+        let method = match (&self.method, &body) {
+            (Some(method), _) => method.clone(),
+            (None, Some(_)) => "POST".to_owned(),
+            (None, None) => "GET".to_owned(),
+        };
+        let mut builder = Job::builder(method, self.url.as_str());
+        let mut has_content_type = false;
+        for header in &self.headers {
+            let (name, value) = header
+                .split_once(':')
+                .ok_or_else(|| Failure::usage(format!("header '{header}' is not 'Name: value'")))?;
+            has_content_type |= name.trim().eq_ignore_ascii_case("content-type");
+            builder = builder.header(name.trim(), value.trim_start());
+        }
+        if let Some(body) = body {
+            if !has_content_type {
+                // As curl does for -d.
+                builder = builder.header("Content-Type", "application/x-www-form-urlencoded");
+            }
+            builder = builder.body(body);
+        }
+        let cert_password = secret::resolve(
+            self.cert_password.as_ref(),
+            self.cert_password_env.as_ref(),
+            None,
+        )?;
+        let key_password = secret::resolve(self.key_password.as_ref(), None, None)?;
+        if let Some(cert) = self.cert {
+            builder = builder.identity(match self.key {
+                Some(key) => IdentitySource::Pair {
+                    certificates: Source::Path(cert),
+                    key: Source::Path(key),
+                    key_password: key_password.or(cert_password),
+                },
+                None => IdentitySource::Keystore {
+                    source: Source::Path(cert),
+                    password: cert_password,
+                    key_password,
+                    alias: self.alias,
+                },
+            });
+        }
+        if let Some(cacert) = self.cacert {
+            builder = builder.trust_store(TrustSource {
+                source: Source::Path(cacert),
+                password: secret::resolve(self.cacert_password.as_ref(), None, None)?,
+            });
+        }
+        if let Some(trust) = self.trust {
+            builder = builder.trust(match trust {
+                TrustArg::System => TrustMode::System,
+                TrustArg::Custom => TrustMode::Custom,
+                TrustArg::Both => TrustMode::Both,
+            });
+        }
+        builder = builder.insecure(self.insecure);
+        for pin in &self.resolve {
+            let (host, port, address) = engine::parse_resolve(pin).map_err(usage)?;
+            builder = builder.resolve(host, port, address);
+        }
+        if let Some(sni) = self.sni {
+            builder = builder.sni(sni);
+        }
+        if let Some(version) = &self.tls_min {
+            builder = builder.tls_min(tls_version(version)?);
+        }
+        if let Some(version) = &self.tls_max {
+            builder = builder.tls_max(tls_version(version)?);
+        }
+        if self.http1_1 {
+            builder = builder.http(HttpVersion::Http1);
+        } else if self.http2 {
+            builder = builder.http(HttpVersion::Http2);
+        }
+        if let Some(seconds) = self.timeout {
+            builder = builder.timeout(engine::seconds_to_duration(seconds).map_err(usage)?);
+        }
+        if let Some(seconds) = self.connect_timeout {
+            let limit = engine::seconds_to_duration(seconds).map_err(usage)?;
+            builder = builder.connect_timeout(limit);
+        }
+        builder.build().map_err(usage)
+    }
+}
+
+fn tls_version(text: &str) -> Result<TlsVersion, Failure> {
+    TlsVersion::parse(text)
+        .ok_or_else(|| Failure::usage(format!("unknown TLS version '{text}': use 1.2 or 1.3")))
+}
+
+fn usage(error: JobError) -> Failure {
+    Failure {
+        kind: error.kind().into(),
+        message: error.to_string(),
+        hint: Some(error.hint()),
+        exit_code: crate::cli::EXIT_USAGE,
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|error| Failure::io(path, &error))
+}

@@ -1,0 +1,3 @@
+//! Engine benchmarks (filled in below).
+
+fn main() {}

@@ -1,0 +1,402 @@
+//! The errors of a job, with stable kinds and hints built from what the handshake revealed.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a job ended without a complete response.
+///
+/// [`Error::kind`] is stable and machine-readable (documented in `docs/errors.md`); the
+/// `Display` text is for people and may change. No variant holds a password, key bytes or a
+/// header value.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job itself is malformed: bad URL, unsupported scheme, CR/LF in a header.
+    InvalidRequest(JobError),
+    /// The host name could not be resolved.
+    Dns {
+        /// The name that was looked up.
+        host: String,
+        /// What the resolver said.
+        detail: String,
+    },
+    /// Nothing listens on the address: the TCP connection was refused.
+    ConnectRefused {
+        /// The address (or addresses) tried.
+        address: String,
+    },
+    /// The TCP connection was not established within the connect limit.
+    ConnectTimeout {
+        /// The address being connected to.
+        address: String,
+        /// The limit that ran out.
+        after: Duration,
+    },
+    /// The TCP connection failed for another reason (unreachable network, reset).
+    ConnectFailed {
+        /// The address being connected to.
+        address: String,
+        /// What the operating system said.
+        detail: String,
+    },
+    /// The server's certificate does not chain to a trusted root (or its chain is invalid).
+    ServerUntrusted {
+        /// What the verifier said.
+        detail: String,
+        /// The issuer of the top certificate the server sent, when it sent one.
+        issuer: Option<String>,
+    },
+    /// The server's certificate is not valid for the name we connected to.
+    HostnameMismatch {
+        /// The name that was checked (the SNI name or the URL host).
+        name: String,
+        /// The names the certificate is valid for.
+        presented: Vec<String>,
+    },
+    /// The server's certificate has expired or is not valid yet.
+    ServerCertExpired {
+        /// What the verifier said (including the dates when known).
+        detail: String,
+    },
+    /// The server requires a client certificate and none was sent.
+    ClientCertRequired {
+        /// What the handshake revealed.
+        facts: Box<HandshakeFacts>,
+    },
+    /// The server refused the client certificate that was sent.
+    ClientCertRejected {
+        /// The TLS alert the server sent (`unknown_ca`, `certificate_expired`, ...), or how the
+        /// connection ended when there was no alert.
+        alert: String,
+        /// What the handshake revealed.
+        facts: Box<HandshakeFacts>,
+    },
+    /// Another TLS failure: no common version or cipher, a malformed message, an unexpected
+    /// alert or the connection closed during the handshake.
+    TlsProtocol {
+        /// What happened.
+        detail: String,
+    },
+    /// The TLS handshake did not finish within the limit.
+    HandshakeTimeout {
+        /// The limit that ran out.
+        after: Duration,
+    },
+    /// The server broke the HTTP protocol or closed the connection mid-message.
+    HttpProtocol {
+        /// What happened.
+        detail: String,
+    },
+    /// The whole-job or first-byte limit ran out.
+    Timeout {
+        /// The phase that was running (`"wait"`, `"download"`, ...).
+        phase: &'static str,
+        /// The limit that ran out.
+        after: Duration,
+    },
+    /// The response body is larger than the job's body limit.
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A keystore or trust store could not be used.
+    Keystore {
+        /// Which one.
+        material: Material,
+        /// The keystore error, with its own `keystore.*` kind.
+        source: keystore::Error,
+    },
+    /// A keystore or trust store file could not be read.
+    Unreadable {
+        /// Which one.
+        material: Material,
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        detail: String,
+    },
+    /// A bug: the job panicked or a task was lost. Never expected; please report it.
+    Internal {
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// Which material a [`Error::Keystore`] or [`Error::Unreadable`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Material {
+    /// The client identity (keystore, or certificate and key files).
+    Identity,
+    /// The custom trust store.
+    Trust,
+}
+
+/// What a handshake revealed about client authentication, for messages and hints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandshakeFacts {
+    /// Whether the job carried a client identity at all.
+    pub configured: bool,
+    /// Whether the server sent a CertificateRequest.
+    pub requested: bool,
+    /// The CA names the server said it accepts (may be empty).
+    pub acceptable_issuers: Vec<String>,
+    /// Subject of the certificate we sent, if we sent one.
+    pub presented_subject: Option<String>,
+    /// Issuer of the certificate we sent, if we sent one.
+    pub presented_issuer: Option<String>,
+    /// The end of validity of the certificate we sent (RFC 3339).
+    pub presented_not_after: Option<String>,
+}
+
+/// A job that cannot be built: its kind is always `request.invalid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    message: String,
+}
+
+impl JobError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// Always `request.invalid`.
+    pub fn kind(&self) -> &'static str {
+        "request.invalid"
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        "fix the job: an absolute http:// or https:// URL, header names and values without \
+         CR/LF or control characters, valid options"
+            .into()
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+impl Error {
+    /// The stable machine-readable kind, e.g. `tls.client_cert_rejected`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "request.invalid",
+            Self::Dns { .. } => "dns",
+            Self::ConnectRefused { .. } => "connect.refused",
+            Self::ConnectTimeout { .. } => "connect.timeout",
+            Self::ConnectFailed { .. } => "connect.failed",
+            Self::ServerUntrusted { .. } => "tls.server_untrusted",
+            Self::HostnameMismatch { .. } => "tls.hostname_mismatch",
+            Self::ServerCertExpired { .. } => "tls.server_cert_expired",
+            Self::ClientCertRequired { .. } => "tls.client_cert_required",
+            Self::ClientCertRejected { .. } => "tls.client_cert_rejected",
+            Self::TlsProtocol { .. } => "tls.protocol",
+            Self::HandshakeTimeout { .. } => "tls.handshake_timeout",
+            Self::HttpProtocol { .. } => "http.protocol",
+            Self::Timeout { .. } => "timeout",
+            Self::BodyTooLarge { .. } => "body.too_large",
+            Self::Keystore { source, .. } => source.kind(),
+            Self::Unreadable { .. } => "keystore.unreadable",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    /// A one-line suggestion of what to do, built from what the handshake revealed.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::InvalidRequest(error) => error.hint(),
+            Self::Dns { .. } => "check the host name, or pin an address with resolve \
+                 (--resolve HOST:PORT:ADDR)"
+                .into(),
+            Self::ConnectRefused { .. } => {
+                "nothing listens there: check the port and that the server is running".into()
+            }
+            Self::ConnectTimeout { .. } => "the host does not answer: check firewalls and \
+                 routes, or raise the connect limit"
+                .into(),
+            Self::ConnectFailed { .. } => "check the network route to the host".into(),
+            Self::ServerUntrusted { issuer, .. } => match issuer {
+                Some(issuer) => format!(
+                    "the server's chain ends at '{issuer}', which is not trusted: add that CA \
+                     (--cacert, trust custom or both), or skip verification with --insecure"
+                ),
+                None => {
+                    "add the server's CA (--cacert), or skip verification with --insecure".into()
+                }
+            },
+            Self::HostnameMismatch { presented, .. } => format!(
+                "the certificate is valid for [{}]: use one of those names in the URL (with \
+                 --resolve to keep the address) or set --sni",
+                presented.join(", ")
+            ),
+            Self::ServerCertExpired { .. } => "the server must renew its certificate; \
+                 --insecure skips the check if you must reach it now"
+                .into(),
+            Self::ClientCertRequired { facts } => required_hint(facts),
+            Self::ClientCertRejected { alert, facts } => rejected_hint(alert, facts),
+            Self::TlsProtocol { .. } => "the server and the job share no TLS version, cipher or \
+                 protocol; check --tls-min/--tls-max and that the port speaks TLS"
+                .into(),
+            Self::HandshakeTimeout { .. } => "the server accepted TCP but did not complete the \
+                 TLS handshake: check that the port speaks TLS (not plain HTTP)"
+                .into(),
+            Self::HttpProtocol { .. } => "the server's answer is not valid HTTP; try forcing \
+                 --http1.1 or --http2"
+                .into(),
+            Self::Timeout { .. } => "the server is slow: raise the job timeout".into(),
+            Self::BodyTooLarge { limit } => format!(
+                "the response is larger than {limit} bytes; raise the body limit if you need \
+                 all of it"
+            ),
+            Self::Keystore { source, .. } => source.hint(),
+            Self::Unreadable { .. } => "check the path and the file's permissions".into(),
+            Self::Internal { .. } => "this is a bug in the downloader; please report it".into(),
+        }
+    }
+}
+
+fn required_hint(facts: &HandshakeFacts) -> String {
+    let accepts = issuer_list(facts);
+    if facts.configured {
+        format!(
+            "a client certificate was configured but could not be used with the signature \
+             schemes the server offers{accepts}"
+        )
+    } else {
+        format!("give a client certificate (--cert, or clientCert in the job){accepts}")
+    }
+}
+
+fn rejected_hint(alert: &str, facts: &HandshakeFacts) -> String {
+    let ours = facts
+        .presented_issuer
+        .as_deref()
+        .unwrap_or("an unknown issuer");
+    if alert == "certificate_expired" {
+        let until = facts
+            .presented_not_after
+            .as_deref()
+            .unwrap_or("an earlier date");
+        return format!("the server says the certificate expired (valid until {until}): renew it");
+    }
+    if !facts.acceptable_issuers.is_empty() {
+        let known = facts
+            .acceptable_issuers
+            .iter()
+            .any(|issuer| Some(issuer.as_str()) == facts.presented_issuer.as_deref());
+        if known {
+            return format!(
+                "the server accepts your issuer ('{ours}'); check the certificate's validity \
+                 and clientAuth usage, and that the server trusts the whole chain"
+            );
+        }
+        return format!(
+            "the server accepts certificates issued by [{}], but yours was issued by '{ours}': \
+             use a certificate from one of those CAs",
+            facts.acceptable_issuers.join("; ")
+        );
+    }
+    format!(
+        "the server did not name the CAs it accepts; yours was issued by '{ours}': ask the \
+         server's operator which CA issues client certificates"
+    )
+}
+
+fn issuer_list(facts: &HandshakeFacts) -> String {
+    if facts.acceptable_issuers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " issued by one of [{}]",
+            facts.acceptable_issuers.join("; ")
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidRequest(error) => write!(f, "invalid request: {error}"),
+            Self::Dns { host, detail } => write!(f, "cannot resolve {host}: {detail}"),
+            Self::ConnectRefused { address } => write!(f, "connection refused by {address}"),
+            Self::ConnectTimeout { address, after } => {
+                write!(f, "no TCP connection to {address} within {}", secs(*after))
+            }
+            Self::ConnectFailed { address, detail } => {
+                write!(f, "cannot connect to {address}: {detail}")
+            }
+            Self::ServerUntrusted { detail, .. } => {
+                write!(f, "the server certificate is not trusted: {detail}")
+            }
+            Self::HostnameMismatch { name, .. } => {
+                write!(f, "the server certificate is not valid for '{name}'")
+            }
+            Self::ServerCertExpired { detail } => write!(f, "the server certificate {detail}"),
+            Self::ClientCertRequired { facts } if facts.configured => write!(
+                f,
+                "the server requires a client certificate and the configured one was not sent"
+            ),
+            Self::ClientCertRequired { .. } => write!(
+                f,
+                "the server requires a client certificate and the job has none"
+            ),
+            Self::ClientCertRejected { alert, facts } => write!(
+                f,
+                "the server rejected the client certificate {} ({alert})",
+                facts
+                    .presented_subject
+                    .as_deref()
+                    .unwrap_or("that was sent")
+            ),
+            Self::TlsProtocol { detail } => write!(f, "TLS handshake failed: {detail}"),
+            Self::HandshakeTimeout { after } => {
+                write!(
+                    f,
+                    "the TLS handshake did not finish within {}",
+                    secs(*after)
+                )
+            }
+            Self::HttpProtocol { detail } => write!(f, "HTTP protocol error: {detail}"),
+            Self::Timeout { phase, after } => {
+                write!(f, "timed out after {} (during {phase})", secs(*after))
+            }
+            Self::BodyTooLarge { limit } => {
+                write!(f, "the response body exceeds the limit of {limit} bytes")
+            }
+            Self::Keystore { material, source } => write!(f, "{material}: {source}"),
+            Self::Unreadable {
+                material,
+                path,
+                detail,
+            } => write!(f, "{material}: cannot read {}: {detail}", path.display()),
+            Self::Internal { detail } => write!(f, "internal error: {detail}"),
+        }
+    }
+}
+
+impl fmt::Display for Material {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Identity => "client identity",
+            Self::Trust => "trust store",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn secs(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}

@@ -1,0 +1,258 @@
+//! One HTTP/1.1 or HTTP/2 exchange over an established connection (hyper's `client::conn`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Request, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Serialize, Serializer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
+
+use crate::job::Job;
+
+/// The sending half of a connection, and its driver task.
+pub(crate) struct Connection {
+    sender: Sender,
+    driver: JoinHandle<()>,
+}
+
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// A body as received; serialized as text when it is UTF-8, else as base64.
+#[derive(Clone, Default)]
+pub struct Body {
+    bytes: Bytes,
+    utf8: bool,
+}
+
+/// What reading the body produced.
+#[derive(Debug)]
+pub(crate) struct ReadBody {
+    pub(crate) body: Body,
+    pub(crate) truncated: bool,
+}
+
+impl Connection {
+    /// Starts HTTP on `io`; the connection is driven by a spawned task.
+    pub(crate) async fn start<T>(io: T, http2: bool) -> Result<Self, hyper::Error>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(io);
+        if http2 {
+            let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await?;
+            let driver = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(Self {
+                sender: Sender::Http2(sender),
+                driver,
+            })
+        } else {
+            let (sender, connection) = http1::handshake(io).await?;
+            let driver = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok(Self {
+                sender: Sender::Http1(sender),
+                driver,
+            })
+        }
+    }
+
+    /// Sends the request and waits for the response head.
+    pub(crate) async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, hyper::Error> {
+        match &mut self.sender {
+            Sender::Http1(sender) => sender.send_request(request).await,
+            Sender::Http2(sender) => sender.send_request(request).await,
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Each job owns its connection: nothing may outlive the job.
+        self.driver.abort();
+    }
+}
+
+/// The request for `job`: origin-form URI and `Host` for HTTP/1.1, absolute URI for HTTP/2.
+pub(crate) fn request(job: &Job, http2: bool) -> Result<Request<Full<Bytes>>, http::Error> {
+    let url = &job.url;
+    let uri = if http2 {
+        url.as_str().to_owned()
+    } else {
+        let mut target = url.path().to_owned();
+        if let Some(query) = url.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        target
+    };
+    let mut request = Request::builder()
+        .method(job.method.clone())
+        .uri(uri)
+        .body(Full::new(job.body.clone()))?;
+    let headers = request.headers_mut();
+    headers.extend(job.headers.clone());
+    if !http2 && !headers.contains_key(header::HOST) {
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => String::new(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&host) {
+            headers.insert(header::HOST, value);
+        }
+    }
+    if !headers.contains_key(header::USER_AGENT) {
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("downloader/", env!("CARGO_PKG_VERSION"))),
+        );
+    }
+    if !headers.contains_key(header::ACCEPT) {
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    }
+    Ok(request)
+}
+
+/// Reads the body, keeping at most `limit` bytes; stops reading once the limit is passed.
+pub(crate) async fn read_body(body: &mut Incoming, limit: u64) -> Result<ReadBody, hyper::Error> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size: u64 = 0;
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        let room = limit.saturating_sub(size);
+        if data.len() as u64 > room {
+            let keep = usize::try_from(room).unwrap_or(usize::MAX);
+            chunks.push(data.slice(..keep));
+            truncated = true;
+            break;
+        }
+        size += data.len() as u64;
+        chunks.push(data);
+    }
+    Ok(ReadBody {
+        body: Body::new(join(chunks)),
+        truncated,
+    })
+}
+
+/// One buffer from the chunks, without copying when there is only one.
+fn join(mut chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in chunks {
+                all.extend_from_slice(&chunk);
+            }
+            all.freeze()
+        }
+    }
+}
+
+/// Response headers as lower-case name to all values.
+pub(crate) fn headers(map: &http::HeaderMap) -> BTreeMap<String, Vec<String>> {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in map {
+        headers
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    headers
+}
+
+/// `HTTP/1.1`, `HTTP/2`, ...
+pub(crate) fn version_text(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
+    }
+}
+
+impl Body {
+    pub(crate) fn new(bytes: Bytes) -> Self {
+        let utf8 = std::str::from_utf8(&bytes).is_ok();
+        Self { bytes, utf8 }
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The body as text, when it is UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        if self.utf8 {
+            std::str::from_utf8(&self.bytes).ok()
+        } else {
+            None
+        }
+    }
+
+    /// `utf8` or `base64`: how the body is serialized.
+    pub fn encoding(&self) -> &'static str {
+        if self.utf8 { "utf8" } else { "base64" }
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.text() {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer
+                .serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.bytes)),
+        }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Body({} bytes, {})", self.bytes.len(), self.encoding())
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let version = match self.sender {
+            Sender::Http1(_) => "HTTP/1.1",
+            Sender::Http2(_) => "HTTP/2",
+        };
+        f.debug_struct("Connection")
+            .field("version", &version)
+            .finish()
+    }
+}

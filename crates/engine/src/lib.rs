@@ -1,0 +1,57 @@
+//! `engine` performs one HTTP(S) job and returns exactly one [`Outcome`]: the response with
+//! phase timings and TLS facts, or a typed [`Error`] with a stable kind and a hint built from
+//! what the handshake revealed.
+//!
+//! It is not a general HTTP client: every job uses a fresh connection (full handshake, complete
+//! metrics), there is no pool, no redirect following and no proxy yet. It reads keystore and
+//! trust-store files named by a job (through the `keystore` crate) and caches what it parsed,
+//! keyed by file identity, so a replaced file is read again by the next job.
+//!
+//! # Brief overview
+//!
+//! - [`Job`] is built with a [`JobBuilder`] (or deserialized as a [`JobSpec`]) and checked
+//!   before it runs: a bad URL or a header with CR/LF never reaches the network.
+//! - [`Engine::run`] resolves, connects, handshakes (rustls with the aws-lc-rs provider) and
+//!   speaks HTTP/1.1 or HTTP/2 (hyper, chosen by ALPN), timing each phase with a monotonic clock.
+//! - [`Outcome`] serializes to the result schema (camelCase JSON). Passwords, key bytes and
+//!   `Authorization`/`Cookie` values never appear in it, nor in any `Debug` output.
+//!
+//! ```no_run
+//! use engine::{Engine, Job};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::new();
+//! let job = Job::builder("GET", "https://localhost:8443/").build()?;
+//! let outcome = engine.run(job).await;
+//! println!("{}", serde_json::to_string_pretty(&outcome)?);
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod classify;
+mod connect;
+mod error;
+mod exchange;
+mod job;
+mod material;
+mod outcome;
+mod report;
+mod run;
+mod spec;
+mod timing;
+pub mod tls;
+
+pub use error::{Error, HandshakeFacts, JobError, Material};
+pub use exchange::Body;
+pub use job::{
+    DEFAULT_BODY_LIMIT, HttpVersion, IdentitySource, Job, JobBuilder, Source, TlsVersion,
+    TrustMode, TrustSource,
+};
+pub use outcome::{
+    ClientCertificate, ErrorInfo, Metrics, Outcome, RequestInfo, Response, ServerCertificate,
+    TlsInfo,
+};
+pub use run::Engine;
+pub use spec::{JobSpec, OneOrMany, OptionsSpec, StoreSpec, parse_resolve, seconds_to_duration};

@@ -1,0 +1,386 @@
+//! Client identities and server verifiers, parsed once and cached.
+//!
+//! A cache entry is keyed by what it was made from: for a file its path, device, inode,
+//! modification time and size; for in-memory bytes their SHA-256; plus a SHA-256 of the
+//! passwords and alias. A file replaced on disk has a new key, so the next job reads it again;
+//! the stale entry for the same path is dropped then. Parsing runs on the blocking pool.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use keystore::{CertificateInfo, Identity, Keystore, Options, Password, TrustAnchors};
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Material};
+use crate::job::{IdentitySource, Source, TrustMode, TrustSource};
+use crate::tls::danger::NoVerification;
+
+/// More entries than this and the cache starts over (jobs rarely use more than a few).
+const CACHE_LIMIT: usize = 256;
+
+/// A parsed client identity with the facts of its leaf certificate.
+#[derive(Debug)]
+pub(crate) struct LoadedIdentity {
+    pub(crate) identity: Identity,
+    pub(crate) leaf: CertificateInfo,
+}
+
+/// Verifiers by trust mode and custom store.
+type Verifiers = HashMap<(TrustMode, Option<Key>), Arc<dyn ServerCertVerifier>>;
+
+/// The caches of one engine.
+#[derive(Debug)]
+pub(crate) struct Materials {
+    provider: Arc<CryptoProvider>,
+    identities: Mutex<HashMap<Key, Arc<LoadedIdentity>>>,
+    verifiers: Mutex<Verifiers>,
+    system_roots: OnceLock<Arc<RootCertStore>>,
+    insecure: OnceLock<Arc<dyn ServerCertVerifier>>,
+}
+
+/// What a cached value was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    sources: Vec<SourceKey>,
+    secrets: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum SourceKey {
+    File {
+        path: PathBuf,
+        device: u64,
+        inode: u64,
+        modified_ns: i128,
+        size: u64,
+    },
+    Memory([u8; 32]),
+}
+
+impl Materials {
+    pub(crate) fn new(provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            provider,
+            identities: Mutex::new(HashMap::new()),
+            verifiers: Mutex::new(HashMap::new()),
+            system_roots: OnceLock::new(),
+            insecure: OnceLock::new(),
+        }
+    }
+
+    /// The job's identity, from the cache or freshly parsed.
+    pub(crate) async fn identity(
+        &self,
+        source: &IdentitySource,
+    ) -> Result<Arc<LoadedIdentity>, Error> {
+        let key = identity_key(source)?;
+        if let Some(found) = lock(&self.identities).get(&key) {
+            return Ok(found.clone());
+        }
+        let owned = source.clone();
+        let loaded = tokio::task::spawn_blocking(move || parse_identity(&owned))
+            .await
+            .map_err(|error| Error::Internal {
+                detail: format!("identity loading task failed: {error}"),
+            })??;
+        let loaded = Arc::new(loaded);
+        insert(&self.identities, key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The verifier for the job's trust settings.
+    pub(crate) async fn verifier(
+        &self,
+        mode: TrustMode,
+        store: Option<&TrustSource>,
+        insecure: bool,
+    ) -> Result<Arc<dyn ServerCertVerifier>, Error> {
+        if insecure {
+            let provider = self.provider.clone();
+            return Ok(self
+                .insecure
+                .get_or_init(|| Arc::new(NoVerification::new(provider)))
+                .clone());
+        }
+        let store = if mode == TrustMode::System {
+            None
+        } else {
+            store
+        };
+        let key = match store {
+            Some(store) => Some(Key {
+                sources: vec![source_key(&store.source, Material::Trust)?],
+                secrets: secrets_digest(&[store.password.as_ref()], None),
+            }),
+            None => None,
+        };
+        let cache_key = (mode, key);
+        if let Some(found) = lock(&self.verifiers).get(&cache_key) {
+            return Ok(found.clone());
+        }
+        let custom = match store {
+            Some(store) => {
+                let owned = store.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || parse_trust(&owned))
+                        .await
+                        .map_err(|error| Error::Internal {
+                            detail: format!("trust loading task failed: {error}"),
+                        })??,
+                )
+            }
+            None => None,
+        };
+        let mut roots = match mode {
+            TrustMode::Custom => RootCertStore::empty(),
+            TrustMode::System | TrustMode::Both => (*self.system_roots().await?).clone(),
+        };
+        if let Some(custom) = custom {
+            roots.roots.extend(custom.roots);
+        }
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|_| Error::Keystore {
+                    material: Material::Trust,
+                    source: keystore::Error::NoCertificates,
+                })?;
+        let verifier: Arc<dyn ServerCertVerifier> = verifier;
+        insert(&self.verifiers, cache_key, verifier.clone());
+        Ok(verifier)
+    }
+
+    /// The operating system's roots, loaded once; Mozilla's (webpki-roots) when the system
+    /// has none, so that `system` trust always means something.
+    async fn system_roots(&self) -> Result<Arc<RootCertStore>, Error> {
+        if let Some(roots) = self.system_roots.get() {
+            return Ok(roots.clone());
+        }
+        let loaded = tokio::task::spawn_blocking(load_system_roots)
+            .await
+            .map_err(|error| Error::Internal {
+                detail: format!("system roots task failed: {error}"),
+            })?;
+        Ok(self.system_roots.get_or_init(|| Arc::new(loaded)).clone())
+    }
+}
+
+fn load_system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    roots
+}
+
+fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
+    let fail = |source| Error::Keystore {
+        material: Material::Identity,
+        source,
+    };
+    let identity = match source {
+        IdentitySource::Keystore {
+            source,
+            password,
+            key_password,
+            alias,
+        } => {
+            let bytes = read(source, Material::Identity)?;
+            let options = Options {
+                store_password: password.clone(),
+                key_password: key_password.clone(),
+            };
+            Keystore::open(&bytes, &options)
+                .and_then(|store| store.identity(alias.as_deref()))
+                .map_err(fail)?
+        }
+        IdentitySource::Pair {
+            certificates,
+            key,
+            key_password,
+        } => {
+            let cert_bytes = read(certificates, Material::Identity)?;
+            let key_bytes = read(key, Material::Identity)?;
+            let options = Options {
+                store_password: None,
+                key_password: key_password.clone(),
+            };
+            Keystore::open_pair(&cert_bytes, &key_bytes, &options)
+                .and_then(|store| store.identity(None))
+                .map_err(fail)?
+        }
+    };
+    let leaf_der = identity.chain().first().ok_or_else(|| {
+        fail(keystore::Error::NoCertificate {
+            alias: identity.alias().map(str::to_owned),
+        })
+    })?;
+    let leaf = CertificateInfo::from_der(leaf_der).map_err(fail)?;
+    Ok(LoadedIdentity { identity, leaf })
+}
+
+fn parse_trust(store: &TrustSource) -> Result<RootCertStore, Error> {
+    let bytes = read(&store.source, Material::Trust)?;
+    let anchors =
+        TrustAnchors::parse(&bytes, store.password.as_ref()).map_err(|source| Error::Keystore {
+            material: Material::Trust,
+            source,
+        })?;
+    let (roots, _ignored) = anchors.root_store();
+    if roots.is_empty() {
+        return Err(Error::Keystore {
+            material: Material::Trust,
+            source: keystore::Error::NoCertificates,
+        });
+    }
+    Ok(roots)
+}
+
+fn read(source: &Source, material: Material) -> Result<Bytes, Error> {
+    match source {
+        Source::Bytes(bytes) => Ok(bytes.clone()),
+        Source::Path(path) => std::fs::read(path)
+            .map(Bytes::from)
+            .map_err(|error| unreadable(material, path, &error)),
+    }
+}
+
+fn unreadable(material: Material, path: &Path, error: &std::io::Error) -> Error {
+    Error::Unreadable {
+        material,
+        path: path.to_owned(),
+        detail: error.to_string(),
+    }
+}
+
+fn identity_key(source: &IdentitySource) -> Result<Key, Error> {
+    Ok(match source {
+        IdentitySource::Keystore {
+            source,
+            password,
+            key_password,
+            alias,
+        } => Key {
+            sources: vec![source_key(source, Material::Identity)?],
+            secrets: secrets_digest(
+                &[password.as_ref(), key_password.as_ref()],
+                alias.as_deref(),
+            ),
+        },
+        IdentitySource::Pair {
+            certificates,
+            key,
+            key_password,
+        } => Key {
+            sources: vec![
+                source_key(certificates, Material::Identity)?,
+                source_key(key, Material::Identity)?,
+            ],
+            secrets: secrets_digest(&[key_password.as_ref()], None),
+        },
+    })
+}
+
+fn source_key(source: &Source, material: Material) -> Result<SourceKey, Error> {
+    match source {
+        Source::Bytes(bytes) => Ok(SourceKey::Memory(Sha256::digest(bytes).into())),
+        Source::Path(path) => {
+            let meta =
+                std::fs::metadata(path).map_err(|error| unreadable(material, path, &error))?;
+            Ok(SourceKey::File {
+                path: path.clone(),
+                device: meta.dev(),
+                inode: meta.ino(),
+                modified_ns: i128::from(meta.mtime()) * 1_000_000_000
+                    + i128::from(meta.mtime_nsec()),
+                size: meta.len(),
+            })
+        }
+    }
+}
+
+/// SHA-256 over the passwords and alias, length-prefixed so that fields cannot run together.
+fn secrets_digest(passwords: &[Option<&Password>], alias: Option<&str>) -> [u8; 32] {
+    let mut sha = Sha256::new();
+    for password in passwords {
+        match password {
+            Some(password) => {
+                sha.update([1]);
+                sha.update((password.expose().len() as u64).to_be_bytes());
+                sha.update(password.expose().as_bytes());
+            }
+            None => sha.update([0]),
+        }
+    }
+    if let Some(alias) = alias {
+        sha.update([1]);
+        sha.update(alias.as_bytes());
+    }
+    sha.finalize().into()
+}
+
+fn lock<K, V>(map: &Mutex<HashMap<K, V>>) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+    // A poisoned lock only means another job panicked while inserting: the map is still a map.
+    map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn insert<K: KeyedBySources + Eq + std::hash::Hash, V>(
+    map: &Mutex<HashMap<K, V>>,
+    key: K,
+    value: V,
+) {
+    let mut map = lock(map);
+    evict_same_files(&mut map, key.sources());
+    if map.len() >= CACHE_LIMIT {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+fn evict_same_files<K: KeyedBySources, V>(map: &mut HashMap<K, V>, sources: &[SourceKey]) {
+    let paths: Vec<&PathBuf> = sources
+        .iter()
+        .filter_map(|source| match source {
+            SourceKey::File { path, .. } => Some(path),
+            SourceKey::Memory(_) => None,
+        })
+        .collect();
+    if paths.is_empty() {
+        return;
+    }
+    map.retain(|key, _| {
+        !key.sources().iter().any(|source| match source {
+            SourceKey::File { path, .. } => paths.contains(&path),
+            SourceKey::Memory(_) => false,
+        })
+    });
+}
+
+trait KeyedBySources {
+    fn sources(&self) -> &[SourceKey];
+}
+
+impl KeyedBySources for Key {
+    fn sources(&self) -> &[SourceKey] {
+        &self.sources
+    }
+}
+
+impl KeyedBySources for (TrustMode, Option<Key>) {
+    fn sources(&self) -> &[SourceKey] {
+        self.1
+            .as_ref()
+            .map(|key| key.sources.as_slice())
+            .unwrap_or_default()
+    }
+}

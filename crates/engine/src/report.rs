@@ -1,0 +1,196 @@
+//! Turns what a job learned into its outcome: TLS facts, response, metrics and warnings.
+
+use std::time::Instant;
+
+use keystore::{CertificateInfo, EXPIRY_WARNING_DAYS};
+use time::OffsetDateTime;
+
+use crate::error::{Error, HandshakeFacts};
+use crate::exchange::{self, Body};
+use crate::job::Job;
+use crate::outcome::{ClientCertificate, Outcome, RequestInfo, Response, TlsInfo};
+use crate::run::Progress;
+
+/// The error pages nginx serves when `ssl_verify_client on` fails after the handshake.
+const NGINX_NO_CERTIFICATE: &str = "No required SSL certificate was sent";
+const NGINX_CERTIFICATE_ERROR: &str = "The SSL certificate error";
+
+/// Client-authentication facts so far, and the issuer at the top of the server's chain.
+pub(crate) fn facts(progress: &Progress) -> (HandshakeFacts, Option<String>) {
+    let observed = progress.recorder.snapshot();
+    let leaf = progress.identity.as_ref().map(|loaded| &loaded.leaf);
+    let presented = leaf.filter(|_| observed.presented);
+    let facts = HandshakeFacts {
+        configured: progress.identity.is_some(),
+        requested: observed.requested,
+        acceptable_issuers: observed.acceptable_issuers,
+        presented_subject: presented.map(|leaf| leaf.subject.clone()),
+        presented_issuer: presented.map(|leaf| leaf.issuer.clone()),
+        presented_not_after: presented.map(|leaf| leaf.not_after.clone()),
+    };
+    let top_issuer = observed
+        .server_chain
+        .last()
+        .and_then(|der| CertificateInfo::from_der(der).ok())
+        .map(|info| info.issuer);
+    (facts, top_issuer)
+}
+
+/// The one outcome of a job.
+pub(crate) fn outcome(job: &Job, progress: Progress, result: Result<(), Error>) -> Outcome {
+    let now = OffsetDateTime::now_utc();
+    let mut warnings = Vec::new();
+    let tls = progress
+        .tls_started
+        .then(|| tls_info(&progress, now, &mut warnings));
+    if let Some(loaded) = &progress.identity {
+        expiry_warning(&mut warnings, "client", &loaded.leaf, now);
+    }
+    if job.insecure && job.is_tls() {
+        warnings.push("the server certificate was not verified (insecure mode)".to_owned());
+    }
+    let response = progress.head.as_ref().map(|parts| {
+        let read = progress.body.as_ref();
+        let body = read
+            .map(|read| read.body.clone())
+            .unwrap_or_else(|| Body::new(bytes::Bytes::new()));
+        Response {
+            status_code: parts.status.as_u16(),
+            reason: parts
+                .extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|reason| String::from_utf8_lossy(reason.as_bytes()).into_owned())
+                .or_else(|| parts.status.canonical_reason().map(str::to_owned))
+                .unwrap_or_default(),
+            http_version: exchange::version_text(parts.version).to_owned(),
+            headers: exchange::headers(&parts.headers),
+            size: body.len() as u64,
+            body_encoding: body.encoding(),
+            body,
+            truncated: read.is_some_and(|read| read.truncated),
+        }
+    });
+    if let (Some(response), Some(tls)) = (&response, &tls) {
+        client_auth_warnings(&mut warnings, &progress, response, tls);
+    }
+    let mut outcome = Outcome {
+        id: job.id.clone(),
+        ok: true,
+        request: RequestInfo {
+            method: job.method.to_string(),
+            url: job.display_url(),
+        },
+        response,
+        metrics: progress.timeline.metrics(Instant::now()),
+        tls,
+        warnings,
+        error: None,
+        failure: None,
+    };
+    if let Err(error) = result {
+        outcome.fail(error);
+    }
+    outcome
+}
+
+fn tls_info(progress: &Progress, now: OffsetDateTime, warnings: &mut Vec<String>) -> TlsInfo {
+    let observed = progress.recorder.snapshot();
+    let chain: Vec<CertificateInfo> = observed
+        .server_chain
+        .iter()
+        .filter_map(|der| CertificateInfo::from_der(der).ok())
+        .collect();
+    if let Some(leaf) = chain.first() {
+        expiry_warning(warnings, "server", leaf, now);
+    }
+    let negotiated = progress.negotiated.clone();
+    let presented = progress
+        .identity
+        .as_ref()
+        .filter(|_| observed.presented)
+        .map(|loaded| ClientCertificate::from(&loaded.leaf));
+    TlsInfo {
+        version: negotiated.as_ref().and_then(|n| n.version.clone()),
+        cipher: negotiated.as_ref().and_then(|n| n.cipher.clone()),
+        alpn: negotiated.and_then(|n| n.alpn),
+        sni: progress.sni.clone(),
+        verified: observed.verified,
+        server_certificates: chain.into_iter().map(Into::into).collect(),
+        client_certificate_requested: observed.requested,
+        acceptable_issuers: observed.acceptable_issuers,
+        client_certificate: presented,
+    }
+}
+
+fn expiry_warning(
+    warnings: &mut Vec<String>,
+    whose: &str,
+    leaf: &CertificateInfo,
+    now: OffsetDateTime,
+) {
+    let name = leaf
+        .common_name()
+        .map(|cn| format!("CN={cn}"))
+        .unwrap_or_else(|| leaf.subject.clone());
+    if now.unix_timestamp() < leaf.not_before_unix {
+        warnings.push(format!(
+            "{whose} certificate {name} is not valid before {}",
+            leaf.not_before
+        ));
+        return;
+    }
+    let days = leaf.days_left(now);
+    if days < 0 {
+        warnings.push(format!(
+            "{whose} certificate {name} expired {} days ago ({})",
+            -days, leaf.not_after
+        ));
+    } else if days < EXPIRY_WARNING_DAYS {
+        warnings.push(format!("{whose} certificate {name} expires in {days} days"));
+    }
+}
+
+fn client_auth_warnings(
+    warnings: &mut Vec<String>,
+    progress: &Progress,
+    response: &Response,
+    tls: &TlsInfo,
+) {
+    let configured = progress.identity.is_some();
+    let (facts, _) = facts(progress);
+    if configured && !tls.client_certificate_requested {
+        warnings.push(
+            "a client certificate was configured but the server did not ask for one, so it \
+             was not sent"
+                .to_owned(),
+        );
+    }
+    if response.status_code != 400 {
+        return;
+    }
+    let Some(text) = response.body.text() else {
+        return;
+    };
+    if text.contains(NGINX_NO_CERTIFICATE) {
+        let error = Error::ClientCertRequired {
+            facts: Box::new(facts),
+        };
+        warnings.push(format!(
+            "the server answered 400 \"{NGINX_NO_CERTIFICATE}\": it requires a client \
+             certificate and none was sent; {}",
+            error.hint()
+        ));
+    } else if text.contains(NGINX_CERTIFICATE_ERROR) {
+        let subject = facts.presented_subject.clone().unwrap_or_default();
+        let error = Error::ClientCertRejected {
+            alert: "HTTP 400".into(),
+            facts: Box::new(facts),
+        };
+        warnings.push(format!(
+            "the server answered 400 \"{NGINX_CERTIFICATE_ERROR}\": it rejected the client \
+             certificate {subject} after the handshake (untrusted issuer, expired or \
+             revoked); {}",
+            error.hint()
+        ));
+    }
+}
