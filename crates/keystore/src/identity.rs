@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
@@ -30,8 +29,9 @@ impl Identity {
         chain: Vec<CertificateDer<'static>>,
         key: PlainKey,
     ) -> Result<Self, Error> {
-        let signing =
-            any_supported_type(&key.to_der()).map_err(|error| Error::UnsupportedAlgorithm {
+        let signing = key
+            .signing_key()
+            .map_err(|error| Error::UnsupportedAlgorithm {
                 algorithm: format!("private key ({})", rustls_reason(&error)),
             })?;
         let fingerprint = chain.first().map(|leaf| sha256(leaf)).unwrap_or_default();
@@ -82,13 +82,28 @@ impl Identity {
     }
 }
 
-/// Whether `key` belongs to `cert`; `None` when it cannot be told.
-pub(crate) fn key_matches(key: &PlainKey, cert: &CertificateDer<'static>) -> Option<bool> {
-    let signing = any_supported_type(&key.to_der()).ok()?;
-    match CertifiedKey::new(vec![cert.clone()], signing).keys_match() {
-        Ok(()) => Some(true),
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Some(false),
-        Err(_) => None,
+/// Tells which certificates a private key belongs to, loading the key once.
+pub(crate) struct KeyMatcher {
+    signing: Option<Arc<dyn rustls::sign::SigningKey>>,
+}
+
+impl KeyMatcher {
+    pub(crate) fn new(key: &PlainKey) -> Self {
+        Self {
+            signing: key.signing_key().ok(),
+        }
+    }
+
+    /// Whether the key belongs to `cert`; `None` when it cannot be told.
+    pub(crate) fn matches(&self, cert: &CertificateDer<'static>) -> Option<bool> {
+        let signing = self.signing.clone()?;
+        match CertifiedKey::new(vec![cert.clone()], signing).keys_match() {
+            Ok(()) => Some(true),
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                Some(false)
+            }
+            Err(_) => None,
+        }
     }
 }
 

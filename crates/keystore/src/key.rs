@@ -1,6 +1,7 @@
 //! Private keys: the sealed forms they arrive in, and unsealing them into plain DER.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use aes::{Aes128, Aes192, Aes256};
 use cbc::Decryptor;
@@ -8,6 +9,8 @@ use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockCipherDecrypt, BlockModeDecrypt, KeyIvInit};
 use des::{Des, TdesEde3};
 use md5::{Digest, Md5};
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
+use rustls::sign::SigningKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
 use zeroize::Zeroizing;
 
@@ -50,11 +53,12 @@ pub(crate) enum Syntax {
     Sec1,
 }
 
-/// Plain private-key DER, wiped on drop.
+/// Plain private-key DER, wiped on drop, and the signing key loaded from it once.
 #[derive(Clone)]
 pub(crate) struct PlainKey {
     syntax: Syntax,
     der: Zeroizing<Vec<u8>>,
+    signing: OnceLock<Result<Arc<dyn SigningKey>, rustls::Error>>,
 }
 
 impl SealedKey {
@@ -110,7 +114,11 @@ impl PlainKey {
             Syntax::Pkcs1 => version <= 1 && inner.peek_tag() == Some(tag::INTEGER),
             Syntax::Sec1 => version == 1 && inner.peek_tag() == Some(tag::OCTET_STRING),
         };
-        ok.then_some(Self { syntax, der })
+        ok.then_some(Self {
+            syntax,
+            der,
+            signing: OnceLock::new(),
+        })
     }
 
     /// Tells PKCS#8, PKCS#1 and SEC1 DER apart.
@@ -118,6 +126,13 @@ impl PlainKey {
         [Syntax::Pkcs8, Syntax::Pkcs1, Syntax::Sec1]
             .into_iter()
             .find_map(|syntax| Self::checked(syntax, der.clone()))
+    }
+
+    /// The key loaded into aws-lc-rs (RSA parsing costs hundreds of microseconds: done once).
+    pub(crate) fn signing_key(&self) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+        self.signing
+            .get_or_init(|| any_supported_type(&self.to_der()))
+            .clone()
     }
 
     /// The key as rustls takes it.

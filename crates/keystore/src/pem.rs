@@ -10,7 +10,7 @@ use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
 use crate::asn1::{Reader, tag};
-use crate::identity::key_matches;
+use crate::identity::KeyMatcher;
 use crate::key::{PlainKey, SealedKey, Syntax};
 use crate::store::{Entry, EntryKind, Keystore};
 use crate::{Error, Format, chain};
@@ -53,12 +53,9 @@ pub(crate) fn parse_pair(certificates: &[u8], key: &[u8]) -> Result<Keystore, Er
     if all_keys.is_empty() {
         return Err(Error::NoPrivateKey);
     }
-    let format = if certificates.starts_with(b"-----")
-        || crate::format::detect(certificates) == Some(Format::Pem)
-    {
-        Format::Pem
-    } else {
-        Format::Der
+    let format = match crate::format::detect(certificates) {
+        Some(Format::Pem) => Format::Pem,
+        _ => Format::Der,
     };
     assemble(format, all_certs, all_keys)
 }
@@ -93,9 +90,12 @@ fn assemble(
         // The leaf is the certificate that matches the key when we can tell (a plain key),
         // else the first certificate not used yet, as in `openssl pkcs12 -export -in`.
         let leaf = match &key {
-            SealedKey::Plain(plain) => certificates
-                .iter()
-                .position(|cert| key_matches(plain, cert) == Some(true)),
+            SealedKey::Plain(plain) => {
+                let matcher = KeyMatcher::new(plain);
+                certificates
+                    .iter()
+                    .position(|cert| matcher.matches(cert) == Some(true))
+            }
             _ => None,
         }
         .or_else(|| used.iter().position(|u| !u));

@@ -9,7 +9,7 @@ use p12_keystore::error::Error as P12Error;
 use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
-use crate::identity::key_matches;
+use crate::identity::KeyMatcher;
 use crate::key::{PlainKey, SealedKey, Syntax};
 use crate::store::{Entry, EntryKind, Keystore};
 use crate::{Error, Format, Password, chain};
@@ -37,9 +37,10 @@ pub(crate) fn parse(bytes: &[u8], password: Option<&Password>) -> Result<Keystor
                 .position(|cert| cert.local_key_id.as_deref() == Some(id.as_ref()))
         });
         let leaf = by_id.or_else(|| {
+            let matcher = KeyMatcher::new(&key);
             certificates
                 .iter()
-                .position(|cert| key_matches(&key, cert) == Some(true))
+                .position(|cert| matcher.matches(cert) == Some(true))
         });
         let chain = match leaf {
             Some(leaf) => {
