@@ -151,7 +151,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(_)) = &polled {
+        if let Poll::Ready(Ok(1..)) = &polled {
             this.marks.note_write();
         }
         polled
@@ -164,7 +164,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(_)) = &polled {
+        if let Poll::Ready(Ok(1..)) = &polled {
             this.marks.note_write();
         }
         polled
@@ -176,11 +176,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        if let Poll::Ready(Ok(())) = &polled {
-            this.marks.note_write();
-        }
-        polled
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1,0 +1,266 @@
+//! An in-process HTTPS server (rustls + hyper) for fast engine tests.
+//!
+//! Routes: `/` echoes the client certificate subject, method, query and body; `/delay` answers
+//! after 300 ms; `/stall` never answers; `/slowbody` sends its head and part of the body, then
+//! stalls; `/big?n=N` sends N bytes.
+
+#![allow(dead_code)] // reason: each test file uses part of this
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+#[path = "../../../../tests/interop/peers.rs"]
+pub(crate) mod peers;
+
+pub(crate) use peers::fixture;
+
+/// How the test server is set up.
+#[derive(Debug, Clone)]
+pub(crate) struct Setup {
+    /// PEM chain the server presents (fixture path).
+    pub(crate) cert: &'static str,
+    /// Its key.
+    pub(crate) key: &'static str,
+    /// Client CA (fixture path); `None` = no client authentication.
+    pub(crate) client_ca: Option<&'static str>,
+    /// Offer only TLS 1.2.
+    pub(crate) tls12_only: bool,
+    /// ALPN protocols offered.
+    pub(crate) alpn: Vec<Vec<u8>>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            cert: "server/localhost.chain.pem",
+            key: "server/localhost.key.pem",
+            client_ca: Some("ca/root.pem"),
+            tls12_only: false,
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        }
+    }
+}
+
+/// A running server; stops when dropped.
+#[derive(Debug)]
+pub(crate) struct Server {
+    pub(crate) port: u16,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .expect("cert file")
+        .collect::<Result<_, _>>()
+        .expect("certs")
+}
+
+/// Starts the server on a free loopback port.
+pub(crate) async fn start(setup: Setup) -> Server {
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(provider.clone());
+    let builder = if setup.tls12_only {
+        builder.with_protocol_versions(&[&rustls::version::TLS12])
+    } else {
+        builder.with_safe_default_protocol_versions()
+    }
+    .expect("versions");
+    let builder = match setup.client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(certs(&fixture(ca)));
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let key = PrivateKeyDer::from_pem_file(fixture(setup.key)).expect("server key");
+    let mut config = builder
+        .with_single_cert(certs(&fixture(setup.cert)), key)
+        .expect("config");
+    config.alpn_protocols = setup.alpn.clone();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let subject = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| keystore::CertificateInfo::from_der(leaf).ok())
+                    .map(|info| info.subject)
+                    .unwrap_or_else(|| "none".into());
+                let service =
+                    hyper::service::service_fn(move |request| handle(request, subject.clone()));
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Server { port, task }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    subject: String,
+) -> Result<Response<TestBody>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let method = request.method().to_string();
+    let version = format!("{:?}", request.version());
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let custom = header("x-test");
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let response = match path.as_str() {
+        "/delay" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            TestBody::Full(Bytes::from_static(b"late"))
+        }
+        "/stall" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            TestBody::Full(Bytes::new())
+        }
+        "/slowbody" => TestBody::Stall { sent: false },
+        "/big" => {
+            let n: usize = query
+                .strip_prefix("n=")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            TestBody::Full(Bytes::from(vec![b'x'; n]))
+        }
+        "/binary" => TestBody::Full(Bytes::from_static(&[0xff, 0x00, 0xfe])),
+        _ => TestBody::Full(Bytes::from(format!(
+            "subject={subject}\nmethod={method}\nquery={query}\nversion={version}\nx-test={custom}\nbody={}\n",
+            String::from_utf8_lossy(&body)
+        ))),
+    };
+    Ok(Response::new(response))
+}
+
+/// A body that is either complete or stalls after its first chunk.
+pub(crate) enum TestBody {
+    Full(Bytes),
+    Stall { sent: bool },
+}
+
+impl hyper::body::Body for TestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut *self {
+            Self::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
+            Self::Full(bytes) => Poll::Ready(Some(Ok(Frame::data(std::mem::take(bytes))))),
+            Self::Stall { sent: false } => {
+                *self = Self::Stall { sent: true };
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"partial")))))
+            }
+            Self::Stall { sent: true } => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(bytes) => SizeHint::with_exact(bytes.len() as u64),
+            Self::Stall { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// A TCP server that accepts and never speaks (for handshake timeouts).
+pub(crate) async fn silent() -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    (port, task)
+}
+
+/// A listener with a full accept queue, so that new connections hang in SYN (connect
+/// timeouts on loopback). Returns the port and what must stay alive.
+pub(crate) async fn blackhole() -> (u16, Vec<std::net::TcpStream>, TcpListener) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let port = listener.local_addr().expect("address").port();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        match std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_millis(200),
+        ) {
+            Ok(stream) => fill.push(stream),
+            Err(_) => break,
+        }
+    }
+    (port, fill, listener)
+}

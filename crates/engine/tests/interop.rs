@@ -1,0 +1,256 @@
+//! Engine jobs against independent peers started by the test: `openssl s_server` (handshake
+//! rejection, TLS 1.2 and 1.3) and nginx (`ssl_verify_client on`, a client CA per SNI name,
+//! HTTP/2). Skipped with a loud message when a peer is missing, unless `CI` is set.
+
+mod common;
+
+use common::fixture;
+use common::peers::{self, Tls};
+use engine::{Engine, HttpVersion, IdentitySource, Job, Outcome, Source, TrustSource};
+use keystore::Password;
+
+const STORE: &str = "Fx-store-7431";
+
+fn trust() -> TrustSource {
+    TrustSource {
+        source: Source::Path(fixture("ca/root.pem")),
+        password: None,
+    }
+}
+
+fn store(path: &str) -> IdentitySource {
+    IdentitySource::Keystore {
+        source: Source::Path(fixture(path)),
+        password: Some(Password::from(STORE)),
+        key_password: None,
+        alias: None,
+    }
+}
+
+fn pair(cert: &str, key: &str) -> IdentitySource {
+    IdentitySource::Pair {
+        certificates: Source::Path(fixture(cert)),
+        key: Source::Path(fixture(key)),
+        key_password: None,
+    }
+}
+
+fn describe(outcome: &Outcome) -> String {
+    serde_json::to_string_pretty(outcome).unwrap_or_default()
+}
+
+fn body(outcome: &Outcome) -> String {
+    outcome
+        .response
+        .as_ref()
+        .and_then(|response| response.body.text())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn run(engine: &Engine, url: String, identity: Option<IdentitySource>) -> Outcome {
+    let mut builder = Job::builder("GET", url).trust_store(trust());
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    engine.run(builder.build().expect("job")).await
+}
+
+#[tokio::test]
+async fn openssl_s_server_accepts_and_rejects_at_the_handshake() {
+    for tls in [Tls::V12, Tls::V13] {
+        // Trusts only the root: the intermediate must be sent by the client.
+        let Some(server) = peers::s_server(tls, "ca/root.pem") else {
+            return;
+        };
+        let engine = Engine::new();
+        let url = format!("https://localhost:{}/", server.port);
+        for (file, cn) in [
+            ("client/p256/openssl.p12", "client-p256"),
+            ("client/rsa4096/documented.jks", "client-rsa4096"),
+            ("client/ed25519/imported.jceks", "client-ed25519"),
+            ("client/p384/legacy.p12", "client-p384"),
+        ] {
+            let outcome = run(&engine, url.clone(), Some(store(file))).await;
+            assert!(
+                outcome.ok,
+                "{tls:?} {file}: {}\n{}",
+                describe(&outcome),
+                server.log()
+            );
+            assert!(body(&outcome).contains(cn), "{tls:?} {file}");
+            let version = outcome.tls.as_ref().and_then(|t| t.version.clone());
+            let expected = if tls == Tls::V12 {
+                "TLSv1.2"
+            } else {
+                "TLSv1.3"
+            };
+            assert_eq!(version.as_deref(), Some(expected));
+        }
+        let pem = pair("client/rsa2048/chain.pem", "client/rsa2048/key.pkcs1.pem");
+        let outcome = run(&engine, url.clone(), Some(pem)).await;
+        assert!(
+            body(&outcome).contains("client-rsa2048"),
+            "{}",
+            describe(&outcome)
+        );
+        for (identity, kind, alert) in [
+            (None, "tls.client_cert_required", ""),
+            (
+                Some(store("negative/untrusted/openssl.p12")),
+                "tls.client_cert_rejected",
+                "unknown_ca",
+            ),
+            (
+                Some(store("negative/expired/openssl.p12")),
+                "tls.client_cert_rejected",
+                "certificate_expired",
+            ),
+            (
+                Some(pair(
+                    "negative/incomplete/cert.pem",
+                    "negative/incomplete/key.pem",
+                )),
+                "tls.client_cert_rejected",
+                "unknown_ca",
+            ),
+        ] {
+            let label = format!("{tls:?} {identity:?}");
+            let outcome = run(&engine, url.clone(), identity).await;
+            assert_eq!(
+                outcome.kind(),
+                Some(kind),
+                "{label}: {}",
+                describe(&outcome)
+            );
+            let error = outcome.error.as_ref().expect("error");
+            assert!(error.message.contains(alert), "{label}: {}", error.message);
+            let tls_facts = outcome.tls.as_ref().expect("tls facts");
+            assert!(tls_facts.client_certificate_requested, "{label}");
+            assert!(
+                tls_facts
+                    .acceptable_issuers
+                    .iter()
+                    .any(|i| i.contains("Fixture Root CA")),
+                "{label}: {:?}",
+                tls_facts.acceptable_issuers
+            );
+            assert_eq!(tls_facts.server_certificates.len(), 2, "{label}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn nginx_checks_client_certificates_per_sni_name_over_http2() {
+    let Some(server) = peers::nginx() else {
+        return;
+    };
+    let engine = Engine::new();
+    let port = server.port;
+    let url = |host: &str| format!("https://{host}:{port}/");
+    let pinned = |host: &str, identity: Option<IdentitySource>| {
+        let mut builder = Job::builder("GET", url(host))
+            .resolve(host, port, "127.0.0.1".parse().expect("ip"))
+            .trust_store(trust());
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
+        builder
+    };
+
+    // a.localhost trusts the fixture CA.
+    let job = pinned("a.localhost", Some(store("client/p256/openssl.p12"))).build();
+    let outcome = engine.run(job.expect("job")).await;
+    assert!(outcome.ok, "{}\n{}", describe(&outcome), server.log());
+    let text = body(&outcome);
+    assert!(
+        text.contains("server=a") && text.contains("CN=client-p256"),
+        "{text}"
+    );
+    assert!(text.contains("verify=SUCCESS"), "{text}");
+    assert_eq!(
+        outcome.response.as_ref().expect("response").http_version,
+        "HTTP/2"
+    );
+    let tls = outcome.tls.as_ref().expect("tls");
+    assert!(
+        tls.acceptable_issuers
+            .iter()
+            .any(|i| i.contains("Fixture Root CA"))
+    );
+
+    // HTTP/1.1 when asked.
+    let job = pinned("a.localhost", Some(store("client/rsa2048/openssl.p12")))
+        .http(HttpVersion::Http1)
+        .build();
+    let outcome = engine.run(job.expect("job")).await;
+    assert_eq!(
+        outcome.response.as_ref().expect("response").http_version,
+        "HTTP/1.1"
+    );
+    assert!(body(&outcome).contains("protocol=HTTP/1.1"));
+
+    // nginx answers with an error page instead of failing the handshake: a response and a
+    // warning that says why.
+    for (identity, page) in [
+        (None, "No required SSL certificate was sent"),
+        (
+            Some(store("negative/untrusted/openssl.p12")),
+            "The SSL certificate error",
+        ),
+        (
+            Some(store("negative/expired/openssl.p12")),
+            "The SSL certificate error",
+        ),
+    ] {
+        let label = format!("{identity:?}");
+        let outcome = engine
+            .run(pinned("a.localhost", identity).build().expect("job"))
+            .await;
+        assert!(outcome.ok, "{label}: {}", describe(&outcome));
+        assert_eq!(
+            outcome.response.as_ref().expect("response").status_code,
+            400
+        );
+        assert!(
+            outcome.warnings.iter().any(|w| w.contains(page)),
+            "{label}: {:?}",
+            outcome.warnings
+        );
+    }
+
+    // b.localhost trusts only the other root: it names that CA, and rejects ours.
+    let job = pinned("b.localhost", Some(store("client/p256/openssl.p12"))).build();
+    let outcome = engine.run(job.expect("job")).await;
+    let tls = outcome.tls.as_ref().expect("tls");
+    assert!(
+        tls.acceptable_issuers
+            .iter()
+            .all(|i| i.contains("Untrusted Root CA")),
+        "{:?}",
+        tls.acceptable_issuers
+    );
+    assert_eq!(
+        outcome.response.as_ref().expect("response").status_code,
+        400
+    );
+    let warning = outcome.warnings.join("\n");
+    assert!(
+        warning.contains("Untrusted Root CA") && warning.contains("Fixture"),
+        "{warning}"
+    );
+    let job = pinned(
+        "b.localhost",
+        Some(pair(
+            "negative/untrusted/chain.pem",
+            "negative/untrusted/key.pem",
+        )),
+    )
+    .build();
+    let outcome = engine.run(job.expect("job")).await;
+    let text = body(&outcome);
+    assert!(
+        text.contains("server=b") && text.contains("client-untrusted"),
+        "{text}"
+    );
+}
