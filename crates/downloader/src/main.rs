@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::args::{Cli, Command, KeystoreCommand};
-use crate::cli::{Failure, fetch, keystore};
+use crate::cli::{Failure, fetch, keystore, serve};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -37,6 +37,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             KeystoreCommand::Convert(args) => keystore::convert(&args),
         },
         Command::Fetch(args) => fetch::fetch(args),
+        Command::Serve(args) => serve::serve(args),
     }
 }
 

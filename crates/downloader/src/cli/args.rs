@@ -22,6 +22,8 @@ pub(crate) enum Command {
     },
     /// Make one HTTP(S) request, with mutual TLS, timings and TLS facts (curl-like flags).
     Fetch(FetchArgs),
+    /// Run the agent: the HTTPS job API (default https://127.0.0.1:8819/api/v1/jobs).
+    Serve(ServeArgs),
 }
 
 /// `downloader keystore ...`
@@ -193,4 +195,36 @@ pub(crate) enum TrustArg {
     Custom,
     /// Both.
     Both,
+}
+
+/// `downloader serve`: flags beat environment variables, which beat the config file.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The TOML configuration file (also DOWNLOADER_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Listen address, ADDRESS:PORT (also DOWNLOADER_LISTEN; default 127.0.0.1:8819).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub(crate) listen: Option<String>,
+    /// Listen port only (also `port`).
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
+    /// Where the generated identity and credentials live (also DOWNLOADER_DATA_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// A directory job keystores must live in (repeatable; also DOWNLOADER_CERT_DIRS).
+    #[arg(long = "cert-dir", value_name = "DIR")]
+    pub(crate) cert_dirs: Vec<PathBuf>,
+    /// Log format: text or json (also DOWNLOADER_LOG_FORMAT).
+    #[arg(long, value_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
+    /// Jobs that run at once (also DOWNLOADER_MAX_JOBS).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_jobs: Option<usize>,
+    /// Accepted jobs that may wait before new ones get 503 (also DOWNLOADER_QUEUE_LIMIT).
+    #[arg(long, value_name = "N")]
+    pub(crate) queue_limit: Option<usize>,
+    /// Check the configuration (loading every keystore and trust store) and exit.
+    #[arg(long)]
+    pub(crate) check: bool,
 }

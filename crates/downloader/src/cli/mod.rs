@@ -5,6 +5,7 @@ pub(crate) mod fetch;
 pub(crate) mod keystore;
 pub(crate) mod output;
 mod secret;
+pub(crate) mod serve;
 
 use std::fmt;
 

@@ -1,0 +1,405 @@
+//! One job through the agent: parse, choose the client certificate and trust, run the engine,
+//! add what the agent knows to the result, count it and log one line.
+
+use std::time::Instant;
+
+use engine::{
+    ErrorInfo, IdentitySource, Metrics, Outcome, RequestInfo, Source, TrustMode, TrustSource,
+};
+use keystore::TrustAnchors;
+use serde_json::Value;
+
+use super::Shared;
+use super::job::{ApiJob, CertChoice, JobTrust, Plan, Rejection, raw_id, raw_request};
+use crate::certs::Loaded;
+use crate::config::{CertRef, proxy_for};
+
+/// What the agent adds to a result besides the engine's outcome.
+#[derive(Debug, Default)]
+struct Extra {
+    source: Option<String>,
+    footprint: Option<String>,
+    warnings: Vec<String>,
+}
+
+/// Runs one raw JSON job to its one JSON result.
+pub(crate) async fn run(shared: &Shared, raw: Value) -> Value {
+    let started = Instant::now();
+    let id = raw_id(&raw);
+    let (method, url) = raw_request(&raw);
+    let plan = serde_json::from_value::<ApiJob>(raw)
+        .map_err(|error| Rejection::invalid(format!("not a job: {error}")))
+        .and_then(|job| job.plan(shared.config.max_body));
+    let (outcome, extra, host) = match plan {
+        Ok(plan) => {
+            let host = plan.host.clone();
+            let (outcome, extra) = execute(shared, plan).await;
+            (outcome, extra, host)
+        }
+        Err(rejection) => {
+            let host = url::Url::parse(&url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            (rejected(id, method, url, rejection), Extra::default(), host)
+        }
+    };
+    finish(shared, outcome, extra, &host, started)
+}
+
+/// The result of a job whose task failed (a bug): kind `internal`.
+pub(crate) fn internal(
+    shared: &Shared,
+    id: Option<String>,
+    method: String,
+    url: String,
+    detail: &str,
+) -> Value {
+    tracing::error!(detail, "job task failed");
+    let outcome = rejected(
+        id,
+        method,
+        url,
+        Rejection {
+            kind: "internal",
+            message: "internal error: the job's task failed".into(),
+            hint: "this is a bug in the downloader; please report it".into(),
+        },
+    );
+    finish(shared, outcome, Extra::default(), "", Instant::now())
+}
+
+async fn execute(shared: &Shared, plan: Plan) -> (Outcome, Extra) {
+    let Plan {
+        id,
+        method,
+        url,
+        host,
+        port,
+        mut builder,
+        cert,
+        trust,
+        insecure,
+        footprint,
+        ..
+    } = plan;
+    let mut extra = Extra {
+        footprint,
+        ..Extra::default()
+    };
+    let config = &shared.config;
+    if let Some(rule) = proxy_for(&config.proxies, &host, port)
+        && !rule.direct
+    {
+        let rejection = Rejection::invalid(format!(
+            "proxy_configuration sends {host} through the proxy '{}': requests through a proxy \
+             are not supported yet",
+            rule.pattern
+        ));
+        return (rejected(id, method, url, rejection), extra);
+    }
+    match choose_identity(shared, cert, &host, port, &mut extra).await {
+        Ok(Some(identity)) => builder = builder.identity(identity),
+        Ok(None) => {}
+        Err(rejection) => return (rejected(id, method, url, rejection), extra),
+    }
+    match choose_trust(shared, trust, &mut extra).await {
+        Ok(Some((mode, store))) => {
+            builder = builder.trust(mode);
+            if let Some(store) = store {
+                builder = builder.trust_store(store);
+            }
+        }
+        Ok(None) => {}
+        Err(rejection) => return (rejected(id, method, url, rejection), extra),
+    }
+    builder = builder.insecure(insecure.unwrap_or(config.disable_ssl_validation));
+    match builder.build() {
+        Ok(job) => (shared.engine.run(job).await, extra),
+        Err(error) => (Outcome::rejected(id, method, url, error), extra),
+    }
+}
+
+/// Per-call config > first matching host rule > downloader-wide default > none.
+async fn choose_identity(
+    shared: &Shared,
+    choice: CertChoice,
+    host: &str,
+    port: u16,
+    extra: &mut Extra,
+) -> Result<Option<IdentitySource>, Rejection> {
+    let config = &shared.config;
+    let (cert, label) = match choice {
+        CertChoice::Nothing => return Ok(None),
+        CertChoice::Job(job) => {
+            extra.source = Some("job".into());
+            if let Some(bytes) = job.inline {
+                return Ok(Some(IdentitySource::Keystore {
+                    source: Source::Bytes(bytes),
+                    password: job.password,
+                    key_password: job.key_password,
+                    alias: job.alias,
+                }));
+            }
+            let requested = job.path.unwrap_or_default();
+            let path = shared
+                .certs
+                .confine(&requested)
+                .map_err(|refused| Rejection {
+                    kind: "keystore.path_not_allowed",
+                    message: refused.message,
+                    hint: format!(
+                        "put the keystore in a certificate directory ({}) and name it there",
+                        dirs(shared)
+                    ),
+                })?;
+            let cert = CertRef {
+                path,
+                password: job.password,
+                key_password: job.key_password,
+                alias: job.alias,
+            };
+            (cert, None)
+        }
+        CertChoice::Inherit => {
+            let rule = config
+                .client_certs
+                .iter()
+                .flat_map(|rule| rule.hosts.iter().map(move |pattern| (pattern, rule)))
+                .filter_map(|(pattern, rule)| {
+                    pattern
+                        .matches(host, port)
+                        .map(|rank| (rank, pattern, rule))
+                })
+                .min_by_key(|(rank, _, _)| *rank);
+            match (rule, &config.default_cert) {
+                (Some((_, pattern, rule)), _) => {
+                    (rule.cert.clone(), Some(format!("host-rule:{pattern}")))
+                }
+                (None, Some(default)) => (default.clone(), Some("default".to_owned())),
+                (None, None) => return Ok(None),
+            }
+        }
+    };
+    if let Some(label) = &label {
+        extra.source = Some(label.clone());
+    }
+    let source = match shared.certs.identity(&cert, label.as_deref()).await {
+        Loaded::Good(loaded, warning) => {
+            extra.warnings.extend(warning);
+            Source::Bytes(loaded.bytes.clone())
+        }
+        // Let the engine read it and report exactly what is wrong.
+        Loaded::Bad(_) => Source::Path(cert.path.clone()),
+    };
+    Ok(Some(IdentitySource::Keystore {
+        source,
+        password: cert.password,
+        key_password: cert.key_password,
+        alias: cert.alias,
+    }))
+}
+
+/// The downloader-wide trust store plus the job's own, merged into one in-memory bundle.
+async fn choose_trust(
+    shared: &Shared,
+    job: Option<JobTrust>,
+    extra: &mut Extra,
+) -> Result<Option<(TrustMode, Option<TrustSource>)>, Rejection> {
+    let config = &shared.config;
+    let base = match &config.trust_store {
+        Some(path) => match shared
+            .certs
+            .trust(path, config.trust_store_password.as_ref(), Some("trust"))
+            .await
+        {
+            Loaded::Good(loaded, warning) => {
+                extra.warnings.extend(warning);
+                Some(Ok(loaded))
+            }
+            Loaded::Bad(_) => Some(Err(TrustSource {
+                source: Source::Path(path.clone()),
+                password: config.trust_store_password.clone(),
+            })),
+        },
+        None => None,
+    };
+    let Some(job) = job else {
+        return Ok(match base {
+            None => None,
+            Some(Ok(loaded)) => Some((
+                config.trust_mode,
+                Some(TrustSource {
+                    source: Source::Bytes(loaded.pem.clone()),
+                    password: None,
+                }),
+            )),
+            Some(Err(source)) => Some((config.trust_mode, Some(source))),
+        });
+    };
+    let added = match (job.inline, job.path) {
+        (Some(bytes), _) => Some(TrustAnchors::parse(&bytes, job.password.as_ref()).map_err(
+            |error| Rejection {
+                kind: error.kind(),
+                message: format!("config.trust: {error}"),
+                hint: error.hint(),
+            },
+        )?),
+        (None, Some(requested)) => {
+            let path = shared
+                .certs
+                .confine(&requested)
+                .map_err(|refused| Rejection {
+                    kind: "keystore.path_not_allowed",
+                    message: refused.message.replace("keystore path", "trust store path"),
+                    hint: format!(
+                        "put the trust store in a certificate directory ({})",
+                        dirs(shared)
+                    ),
+                })?;
+            match shared.certs.trust(&path, job.password.as_ref(), None).await {
+                Loaded::Good(loaded, warning) => {
+                    extra.warnings.extend(warning);
+                    Some(loaded.anchors.clone())
+                }
+                Loaded::Bad(problem) => {
+                    return Err(Rejection {
+                        kind: "keystore.unreadable",
+                        message: format!("config.trust: {}: {problem}", path.display()),
+                        hint: "check the trust store file and its password".into(),
+                    });
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let mut anchors = match &base {
+        Some(Ok(loaded)) => loaded.anchors.clone(),
+        _ => TrustAnchors::default(),
+    };
+    let has_store = added.is_some() || matches!(base, Some(Ok(_)));
+    if let Some(added) = added {
+        anchors.extend(added);
+    }
+    let mode = match job.mode {
+        Some(mode) => mode,
+        None if added_only_system(config.trust_mode, has_store) => TrustMode::Both,
+        None => config.trust_mode,
+    };
+    if !has_store {
+        return Ok(Some((mode, None)));
+    }
+    Ok(Some((
+        mode,
+        Some(TrustSource {
+            source: Source::Bytes(keystore::trust_to_pem(&anchors).into()),
+            password: None,
+        }),
+    )))
+}
+
+/// A job that adds a store to a downloader that trusts only the system roots gets both.
+fn added_only_system(mode: TrustMode, has_store: bool) -> bool {
+    mode == TrustMode::System && has_store
+}
+
+fn dirs(shared: &Shared) -> String {
+    let dirs = shared.certs.dirs();
+    if dirs.is_empty() {
+        return "none configured: set DOWNLOADER_CERT_DIRS".into();
+    }
+    dirs.iter()
+        .map(|dir| dir.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn rejected(id: Option<String>, method: String, url: String, rejection: Rejection) -> Outcome {
+    Outcome {
+        id,
+        ok: false,
+        request: RequestInfo {
+            method,
+            url: redact_url(&url),
+        },
+        response: None,
+        metrics: Metrics::default(),
+        tls: None,
+        warnings: Vec::new(),
+        error: Some(ErrorInfo {
+            kind: rejection.kind,
+            message: rejection.message,
+            hint: rejection.hint,
+        }),
+        failure: None,
+    }
+}
+
+/// A URL without its password (or only its scheme when it does not parse but has `@`).
+fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => match text.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => format!("{scheme}://***"),
+            _ => text.to_owned(),
+        },
+    }
+}
+
+/// Serializes the result with the agent's additions, counts it and logs one line.
+fn finish(
+    shared: &Shared,
+    mut outcome: Outcome,
+    extra: Extra,
+    host: &str,
+    started: Instant,
+) -> Value {
+    let kind = outcome.kind();
+    shared.metrics.record(&outcome, kind);
+    let status = outcome
+        .response
+        .as_ref()
+        .map(|response| response.status_code);
+    let total_ms = outcome.metrics.total.unwrap_or(outcome.metrics.overall);
+    let agent_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    match kind {
+        None => tracing::info!(
+            id = outcome.id.as_deref().unwrap_or(""),
+            method = %outcome.request.method,
+            host,
+            status,
+            total_ms,
+            agent_ms,
+            "job"
+        ),
+        Some(kind) => tracing::info!(
+            id = outcome.id.as_deref().unwrap_or(""),
+            method = %outcome.request.method,
+            host,
+            error = kind,
+            total_ms,
+            agent_ms,
+            "job"
+        ),
+    }
+    outcome.warnings.extend(extra.warnings);
+    let mut value = serde_json::to_value(&outcome).unwrap_or_else(|error| {
+        serde_json::json!({"ok": false, "error": {"kind": "internal", "message": error.to_string(), "hint": ""}})
+    });
+    if let Some(source) = extra.source
+        && let Some(certificate) = value
+            .pointer_mut("/tls/clientCertificate")
+            .and_then(Value::as_object_mut)
+    {
+        certificate.insert("source".into(), Value::String(source));
+    }
+    if let (Some(footprint), Some(object)) = (extra.footprint, value.as_object_mut()) {
+        object.insert("footprint".into(), Value::String(footprint));
+    }
+    value
+}

@@ -1,0 +1,723 @@
+//! The agent's configuration: a TOML file, environment variables and flags, with precedence
+//! flags > environment > file > defaults. The reference system's names (`apikey`, `secret`,
+//! `port`, `use_http`, `use_ssl`, `use_rabbit`, `rabbit*`, `disable_ssl_validation`,
+//! `client_cert_configuration`, `proxy_configuration`) are accepted as they are; new settings
+//! are `DOWNLOADER_*` in the environment and the same name in lower case without the prefix in
+//! the file.
+//!
+//! Loading checks every value and that named directories exist; it never binds a port. Keystores
+//! are loaded afterwards, by [`crate::Agent::build`].
+
+mod reference;
+mod source;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use engine::TrustMode;
+use keystore::Password;
+
+pub use reference::{CertRef, HostPattern, ProxyRule};
+pub use source::{Environment, Flags, Source};
+
+pub(crate) use reference::{ClientCertJson, proxy_for};
+use source::{Origin, Value};
+
+use crate::error::Error;
+
+/// The default job API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8819";
+/// The default number of jobs that run at once.
+pub const DEFAULT_MAX_JOBS: usize = 1024;
+/// The default number of accepted jobs that may wait for a slot.
+pub const DEFAULT_QUEUE_LIMIT: usize = 4096;
+/// The default request and response body limit: 50 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 50 * 1024 * 1024;
+
+/// New settings: environment name and file key.
+const NEW_SETTINGS: &[&str] = &[
+    "LISTEN",
+    "DATA_DIR",
+    "CERT_DIRS",
+    "TRUST_STORE",
+    "TRUST_STORE_PASSWORD",
+    "TRUST_MODE",
+    "TLS_KEYSTORE",
+    "TLS_KEYSTORE_PASSWORD",
+    "TLS_KEY_ALIAS",
+    "ENGINE_CLIENT_CA",
+    "MAX_JOBS",
+    "QUEUE_LIMIT",
+    "MAX_BODY",
+    "LOG_FORMAT",
+    "SHUTDOWN_GRACE",
+];
+
+/// The reference system's names, the same in the environment and the file.
+const REFERENCE_SETTINGS: &[&str] = &[
+    "apikey",
+    "secret",
+    "port",
+    "use_http",
+    "use_ssl",
+    "use_rabbit",
+    "rabbitHost",
+    "rabbitPort",
+    "rabbitSsl",
+    "rabbitUsername",
+    "rabbitPassword",
+    "disable_ssl_validation",
+    "client_cert_configuration",
+    "proxy_configuration",
+    "serviceName",
+];
+
+/// The complete, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the job API listens.
+    pub listen: SocketAddr,
+    /// Where the generated identity and credentials live.
+    pub data_dir: PathBuf,
+    /// Directories job-named keystores must resolve into (canonical paths).
+    pub cert_dirs: Vec<PathBuf>,
+    /// The downloader-wide trust store (file or directory).
+    pub trust_store: Option<PathBuf>,
+    /// Its password.
+    pub trust_store_password: Option<Password>,
+    /// Which roots verify servers.
+    pub trust_mode: TrustMode,
+    /// The agent's own TLS identity; generated in the data directory when absent.
+    pub tls_keystore: Option<CertRef>,
+    /// CAs whose client certificates the job API requires (mutual TLS engine → agent).
+    pub engine_client_ca: Option<PathBuf>,
+    /// Jobs that run at once.
+    pub max_jobs: usize,
+    /// Accepted jobs that may wait; beyond, new jobs get 503.
+    pub queue_limit: usize,
+    /// The largest job request body, and the default response body limit of a job.
+    pub max_body: u64,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// The engine's credentials; generated in the data directory when absent.
+    pub credentials: Option<Credentials>,
+    /// Whether the job API runs (passive mode).
+    pub use_http: bool,
+    /// Whether the job API speaks HTTPS.
+    pub use_ssl: bool,
+    /// Skip server verification for every job that does not say otherwise.
+    pub disable_ssl_validation: bool,
+    /// The downloader-wide client certificate.
+    pub default_cert: Option<CertRef>,
+    /// Per-host client certificate rules, in file order.
+    pub client_certs: Vec<HostRule>,
+    /// `proxy_configuration` selectors.
+    pub proxies: Vec<ProxyRule>,
+    /// How long in-flight jobs may run after SIGTERM/SIGINT (`DOWNLOADER_SHUTDOWN_GRACE`,
+    /// seconds; default 30).
+    pub shutdown_grace: std::time::Duration,
+}
+
+/// The apikey and secret the engine authenticates with.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The API key (not secret: it names the downloader).
+    pub apikey: String,
+    /// The secret.
+    pub secret: Password,
+}
+
+/// A `[[client_certs]]` rule.
+#[derive(Debug, Clone)]
+pub struct HostRule {
+    /// The hosts it covers.
+    pub hosts: Vec<HostPattern>,
+    /// The keystore.
+    pub cert: CertRef,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The values of the file, environment and flags, before checking.
+struct Lookup<'a> {
+    env: &'a dyn Source,
+    file: toml::Table,
+}
+
+impl Config {
+    /// Reads and checks the configuration. Fails with one error naming the setting.
+    pub fn load(flags: &Flags, env: &dyn Source) -> Result<Self, Error> {
+        let file_path = flags
+            .config
+            .clone()
+            .or_else(|| env.var("DOWNLOADER_CONFIG").map(PathBuf::from));
+        let file = match &file_path {
+            Some(path) => read_file(path)?,
+            None => toml::Table::new(),
+        };
+        let lookup = Lookup { env, file };
+        lookup.check_file_keys()?;
+        lookup.build(flags)
+    }
+
+    /// A configuration with every default and the given credentials: for tests and embedding.
+    pub fn defaults(data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8819)),
+            data_dir,
+            cert_dirs: Vec::new(),
+            trust_store: None,
+            trust_store_password: None,
+            trust_mode: TrustMode::System,
+            tls_keystore: None,
+            engine_client_ca: None,
+            max_jobs: DEFAULT_MAX_JOBS,
+            queue_limit: DEFAULT_QUEUE_LIMIT,
+            max_body: DEFAULT_MAX_BODY,
+            log_format: LogFormat::Text,
+            credentials: None,
+            use_http: true,
+            use_ssl: true,
+            disable_ssl_validation: false,
+            default_cert: None,
+            client_certs: Vec::new(),
+            proxies: Vec::new(),
+            shutdown_grace: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, Error> {
+    let setting = || format!("--config {}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| Error::config(setting(), format!("cannot read: {error}")))?;
+    text.parse::<toml::Table>().map_err(|error| {
+        let message = error.message().to_owned();
+        Error::config(setting(), format!("not valid TOML: {message}"))
+    })
+}
+
+impl Lookup<'_> {
+    fn check_file_keys(&self) -> Result<(), Error> {
+        for key in self.file.keys() {
+            let known = key == "client_certs"
+                || REFERENCE_SETTINGS.contains(&key.as_str())
+                || NEW_SETTINGS
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(key) && key.to_ascii_lowercase() == *key);
+            if !known {
+                let mut names: Vec<String> = NEW_SETTINGS
+                    .iter()
+                    .map(|name| name.to_ascii_lowercase())
+                    .collect();
+                names.extend(REFERENCE_SETTINGS.iter().map(|name| (*name).to_owned()));
+                names.push("client_certs".into());
+                return Err(Error::config(
+                    format!("{key} (config file)"),
+                    format!("unknown setting; known settings: {}", names.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new setting (`DOWNLOADER_<NAME>` / `<name>`), from the environment or the file.
+    fn new_setting(&self, name: &str) -> Result<Option<Value>, Error> {
+        let env_name = format!("DOWNLOADER_{name}");
+        if let Some(text) = self.env.var(&env_name) {
+            return Ok(Some(Value {
+                text,
+                origin: Origin::Environment,
+                setting: format!("{env_name} (environment)"),
+            }));
+        }
+        self.file_value(&name.to_ascii_lowercase())
+    }
+
+    /// A reference setting, same name in the environment and the file.
+    fn reference(&self, name: &str) -> Result<Option<Value>, Error> {
+        if let Some(text) = self.env.var(name) {
+            return Ok(Some(Value {
+                text,
+                origin: Origin::Environment,
+                setting: format!("{name} (environment)"),
+            }));
+        }
+        self.file_value(name)
+    }
+
+    fn file_value(&self, key: &str) -> Result<Option<Value>, Error> {
+        let Some(value) = self.file.get(key) else {
+            return Ok(None);
+        };
+        let setting = format!("{key} (config file)");
+        let text = match value {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) if key == "cert_dirs" => {
+                let mut parts = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.as_str() {
+                        Some(text) => parts.push(text.to_owned()),
+                        None => {
+                            return Err(Error::config(setting, "must be a list of directories"));
+                        }
+                    }
+                }
+                parts.join(":")
+            }
+            toml::Value::Table(_) => serde_json::to_string(value)
+                .map_err(|error| Error::config(setting.clone(), error.to_string()))?,
+            _ => return Err(Error::config(setting, "has an unsupported type")),
+        };
+        Ok(Some(Value {
+            text,
+            origin: Origin::File,
+            setting,
+        }))
+    }
+
+    fn build(&self, flags: &Flags) -> Result<Config, Error> {
+        let home = self.env.var("HOME");
+        let data_dir = match flags.data_dir.clone() {
+            Some(dir) => dir,
+            None => match self.new_setting("DATA_DIR")? {
+                Some(value) => PathBuf::from(value.text),
+                None => default_data_dir(self.env.var("XDG_DATA_HOME"), home)?,
+            },
+        };
+        let mut config = Config::defaults(data_dir);
+        config.listen = self.listen(flags)?;
+        config.cert_dirs = self.cert_dirs(flags)?;
+        if let Some(value) = self.new_setting("TRUST_STORE")? {
+            let path = PathBuf::from(&value.text);
+            if !path.exists() {
+                return Err(Error::config(value.setting, "no such file or directory"));
+            }
+            config.trust_store = Some(path);
+            config.trust_mode = TrustMode::Both;
+        }
+        config.trust_store_password = self
+            .new_setting("TRUST_STORE_PASSWORD")?
+            .map(|value| Password::new(value.text));
+        if let Some(value) = self.new_setting("TRUST_MODE")? {
+            config.trust_mode = match value.text.trim().to_ascii_lowercase().as_str() {
+                "system" => TrustMode::System,
+                "custom" => TrustMode::Custom,
+                "both" => TrustMode::Both,
+                _ => {
+                    return Err(Error::config(
+                        value.setting,
+                        "must be system, custom or both",
+                    ));
+                }
+            };
+            if config.trust_mode != TrustMode::System && config.trust_store.is_none() {
+                return Err(Error::config(
+                    value.setting,
+                    "custom and both need DOWNLOADER_TRUST_STORE",
+                ));
+            }
+        }
+        if let Some(value) = self.new_setting("TLS_KEYSTORE")? {
+            config.tls_keystore = Some(CertRef {
+                path: PathBuf::from(value.text),
+                password: self
+                    .new_setting("TLS_KEYSTORE_PASSWORD")?
+                    .map(|value| Password::new(value.text)),
+                key_password: None,
+                alias: self.new_setting("TLS_KEY_ALIAS")?.map(|value| value.text),
+            });
+        }
+        if let Some(value) = self.new_setting("ENGINE_CLIENT_CA")? {
+            let path = PathBuf::from(&value.text);
+            if !path.exists() {
+                return Err(Error::config(value.setting, "no such file or directory"));
+            }
+            config.engine_client_ca = Some(path);
+        }
+        config.max_jobs = match flags.max_jobs {
+            Some(n) => n,
+            None => self.number("MAX_JOBS", DEFAULT_MAX_JOBS)?,
+        };
+        if config.max_jobs == 0 {
+            return Err(Error::config("max_jobs", "must be at least 1"));
+        }
+        config.queue_limit = match flags.queue_limit {
+            Some(n) => n,
+            None => self.number("QUEUE_LIMIT", DEFAULT_QUEUE_LIMIT)?,
+        };
+        config.max_body = match self.new_setting("MAX_BODY")? {
+            Some(value) => parse_size(&value.text).filter(|n| *n > 0).ok_or_else(|| {
+                Error::config(
+                    value.setting,
+                    "must be a size such as 52428800, 512K, 50M or 1G",
+                )
+            })?,
+            None => DEFAULT_MAX_BODY,
+        };
+        let log_format = match flags.log_format.clone() {
+            Some(text) => Some(Value::flag("log-format", text)),
+            None => self.new_setting("LOG_FORMAT")?,
+        };
+        if let Some(value) = log_format {
+            config.log_format = match value.text.trim().to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(Error::config(value.setting, "must be text or json")),
+            };
+        }
+        config.credentials = match (self.reference("apikey")?, self.reference("secret")?) {
+            (Some(apikey), Some(secret)) => {
+                if apikey.text.is_empty() || secret.text.is_empty() {
+                    return Err(Error::config(
+                        apikey.setting,
+                        "apikey and secret must not be empty",
+                    ));
+                }
+                if apikey.text.contains(':') {
+                    return Err(Error::config(apikey.setting, "must not contain ':'"));
+                }
+                Some(Credentials {
+                    apikey: apikey.text,
+                    secret: Password::new(secret.text),
+                })
+            }
+            (None, None) => None,
+            (Some(value), None) | (None, Some(value)) => {
+                return Err(Error::config(
+                    value.setting,
+                    "apikey and secret must be set together",
+                ));
+            }
+        };
+        config.use_http = self.boolean("use_http", true)?;
+        config.use_ssl = self.boolean("use_ssl", true)?;
+        if self.boolean("use_rabbit", false)? {
+            return Err(Error::config(
+                "use_rabbit",
+                "active mode (RabbitMQ) is not supported yet; unset use_rabbit and use the HTTPS job API",
+            ));
+        }
+        if !config.use_http {
+            return Err(Error::config(
+                "use_http",
+                "is false and active mode is not available yet, so the agent would do nothing",
+            ));
+        }
+        config.disable_ssl_validation = self.boolean("disable_ssl_validation", false)?;
+        if let Some(value) = self.reference("client_cert_configuration")? {
+            config.default_cert = parse_default_cert(&value)?;
+        }
+        if let Some(value) = self.reference("proxy_configuration")? {
+            config.proxies = reference::parse_proxies(&value.text)
+                .map_err(|problem| Error::config(value.setting, problem))?;
+        }
+        config.client_certs = self.host_rules()?;
+        if let Some(value) = self.new_setting("SHUTDOWN_GRACE")? {
+            config.shutdown_grace = value
+                .text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
+                .ok_or_else(|| Error::config(value.setting, "must be a number of seconds"))?;
+        }
+        Ok(config)
+    }
+
+    fn listen(&self, flags: &Flags) -> Result<SocketAddr, Error> {
+        let listen = match flags.listen.clone() {
+            Some(text) => Some(Value::flag("listen", text)),
+            None => self.new_setting("LISTEN")?,
+        };
+        let port = match flags.port {
+            Some(port) => Some(Value::flag("port", port.to_string())),
+            None => self.reference("port")?,
+        };
+        let mut address: SocketAddr = match &listen {
+            Some(value) => parse_listen(&value.text).ok_or_else(|| {
+                Error::config(
+                    value.setting.clone(),
+                    "must be ADDRESS:PORT, such as 0.0.0.0:8819",
+                )
+            })?,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| Error::config("listen", "bad default"))?,
+        };
+        if let Some(port) = port {
+            // `port` alone changes the port; with both, the one with the higher precedence wins.
+            let wins = listen
+                .as_ref()
+                .is_none_or(|listen| port.origin > listen.origin);
+            if wins {
+                let number: u16 =
+                    port.text.trim().parse().map_err(|_| {
+                        Error::config(port.setting.clone(), "must be a port number")
+                    })?;
+                address.set_port(number);
+            }
+        }
+        Ok(address)
+    }
+
+    fn cert_dirs(&self, flags: &Flags) -> Result<Vec<PathBuf>, Error> {
+        let (dirs, setting) = if !flags.cert_dirs.is_empty() {
+            (flags.cert_dirs.clone(), "--cert-dir".to_owned())
+        } else if let Some(value) = self.new_setting("CERT_DIRS")? {
+            let dirs = value
+                .text
+                .split(':')
+                .filter(|part| !part.trim().is_empty())
+                .map(PathBuf::from)
+                .collect();
+            (dirs, value.setting)
+        } else if Path::new("/certs").is_dir() {
+            (vec![PathBuf::from("/certs")], "/certs (default)".to_owned())
+        } else {
+            return Ok(Vec::new());
+        };
+        dirs.iter()
+            .map(|dir| {
+                let canonical = dir.canonicalize().map_err(|error| {
+                    Error::config(setting.clone(), format!("{}: {error}", dir.display()))
+                })?;
+                if !canonical.is_dir() {
+                    return Err(Error::config(
+                        setting.clone(),
+                        format!("{} is not a directory", dir.display()),
+                    ));
+                }
+                Ok(canonical)
+            })
+            .collect()
+    }
+
+    fn number(&self, name: &str, default: usize) -> Result<usize, Error> {
+        match self.new_setting(name)? {
+            Some(value) => value
+                .text
+                .trim()
+                .parse()
+                .map_err(|_| Error::config(value.setting, "must be a whole number")),
+            None => Ok(default),
+        }
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, Error> {
+        match self.reference(name)? {
+            Some(value) => parse_bool(&value.text)
+                .ok_or_else(|| Error::config(value.setting, "must be true or false")),
+            None => Ok(default),
+        }
+    }
+
+    fn host_rules(&self) -> Result<Vec<HostRule>, Error> {
+        let Some(value) = self.file.get("client_certs") else {
+            return Ok(Vec::new());
+        };
+        let rules = value.as_array().ok_or_else(|| {
+            Error::config(
+                "client_certs (config file)",
+                "must be [[client_certs]] tables",
+            )
+        })?;
+        let mut parsed = Vec::with_capacity(rules.len());
+        for (index, rule) in rules.iter().enumerate() {
+            let setting = format!("client_certs[{index}] (config file)");
+            let table = rule
+                .as_table()
+                .ok_or_else(|| Error::config(setting.clone(), "must be a table"))?;
+            for key in table.keys() {
+                if ![
+                    "hosts",
+                    "keystore",
+                    "password",
+                    "password_env",
+                    "password_file",
+                    "key_password",
+                    "alias",
+                ]
+                .contains(&key.as_str())
+                {
+                    return Err(Error::config(
+                        setting,
+                        format!(
+                            "unknown key '{key}'; known: hosts, keystore, password, password_env, password_file, key_password, alias"
+                        ),
+                    ));
+                }
+            }
+            let hosts = table
+                .get("hosts")
+                .and_then(toml::Value::as_array)
+                .ok_or_else(|| Error::config(setting.clone(), "needs hosts = [\"host\", ...]"))?;
+            let mut patterns = Vec::with_capacity(hosts.len());
+            for host in hosts {
+                let pattern = host
+                    .as_str()
+                    .and_then(HostPattern::parse)
+                    .filter(|pattern| *pattern != HostPattern::Any)
+                    .ok_or_else(|| {
+                        Error::config(
+                            setting.clone(),
+                            format!("{host:?} is not host, host:port or *.domain"),
+                        )
+                    })?;
+                patterns.push(pattern);
+            }
+            let keystore = table
+                .get("keystore")
+                .and_then(toml::Value::as_str)
+                .ok_or_else(|| Error::config(setting.clone(), "needs keystore = \"path\""))?;
+            let text = |key: &str| {
+                table
+                    .get(key)
+                    .and_then(toml::Value::as_str)
+                    .map(str::to_owned)
+            };
+            let password = match (
+                text("password"),
+                text("password_env"),
+                text("password_file"),
+            ) {
+                (Some(password), None, None) => Some(Password::new(password)),
+                (None, Some(name), None) => {
+                    Some(Password::new(self.env.var(&name).ok_or_else(|| {
+                        Error::config(setting.clone(), format!("password_env: {name} is not set"))
+                    })?))
+                }
+                (None, None, Some(file)) => {
+                    let text = std::fs::read_to_string(&file).map_err(|error| {
+                        Error::config(setting.clone(), format!("password_file {file}: {error}"))
+                    })?;
+                    let text = text.strip_suffix('\n').unwrap_or(&text);
+                    let text = text.strip_suffix('\r').unwrap_or(text);
+                    Some(Password::new(text))
+                }
+                (None, None, None) => None,
+                _ => {
+                    return Err(Error::config(
+                        setting,
+                        "give at most one of password, password_env and password_file",
+                    ));
+                }
+            };
+            parsed.push(HostRule {
+                hosts: patterns,
+                cert: CertRef {
+                    path: PathBuf::from(keystore),
+                    password,
+                    key_password: text("key_password").map(Password::new),
+                    alias: text("alias"),
+                },
+            });
+        }
+        Ok(parsed)
+    }
+}
+
+fn default_data_dir(xdg: Option<String>, home: Option<String>) -> Result<PathBuf, Error> {
+    if let Some(xdg) = xdg.filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("downloader"));
+    }
+    match home.filter(|dir| !dir.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/downloader")),
+        None => Err(Error::config(
+            "DOWNLOADER_DATA_DIR",
+            "is not set and neither XDG_DATA_HOME nor HOME is",
+        )),
+    }
+}
+
+fn parse_default_cert(value: &Value) -> Result<Option<CertRef>, Error> {
+    if value.text.trim().is_empty() || value.text.trim() == "null" {
+        return Ok(None);
+    }
+    let json: ClientCertJson = serde_json::from_str(&value.text).map_err(|error| {
+        Error::config(
+            value.setting.clone(),
+            format!("must be JSON {{\"keystorePath\": ..., \"keystorePassword\": ...}}: {error}"),
+        )
+    })?;
+    if json.keystore_base64.is_some() {
+        return Err(Error::config(
+            value.setting.clone(),
+            "keystoreBase64 is for jobs; give keystorePath",
+        ));
+    }
+    let path = json
+        .keystore_path
+        .ok_or_else(|| Error::config(value.setting.clone(), "needs keystorePath"))?;
+    Ok(Some(CertRef {
+        path: PathBuf::from(path),
+        password: json.keystore_password.map(Password::new),
+        key_password: json.key_password.map(Password::new),
+        alias: json.key_alias,
+    }))
+}
+
+fn parse_listen(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(address) = text.parse() {
+        return Some(address);
+    }
+    // `localhost:8819`
+    let (host, port) = text.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    (host == "localhost").then(|| SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, ""),
+    };
+    let number: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("apikey", &self.apikey)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

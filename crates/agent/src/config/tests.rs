@@ -1,0 +1,175 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    map.entry("HOME".into())
+        .or_insert_with(|| "/nonexistent-home".into());
+    map
+}
+
+fn file(text: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("agent-config-{}-{n}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn defaults_listen_on_loopback_8819() {
+    let config = Config::load(&Flags::default(), &env(&[])).expect("defaults load");
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8819");
+    assert_eq!(
+        config.data_dir,
+        PathBuf::from("/nonexistent-home/.local/share/downloader")
+    );
+    assert!(config.use_ssl && config.credentials.is_none());
+}
+
+#[test]
+fn flags_beat_environment_beat_file() {
+    let path =
+        file("listen = \"127.0.0.1:1000\"\nmax_jobs = 3\nqueue_limit = 4\nlog_format = \"json\"\n");
+    let flags = Flags {
+        config: Some(path.clone()),
+        max_jobs: Some(9),
+        ..Flags::default()
+    };
+    let config = Config::load(
+        &flags,
+        &env(&[
+            ("DOWNLOADER_LISTEN", "127.0.0.1:2000"),
+            ("DOWNLOADER_QUEUE_LIMIT", "7"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(config.listen.port(), 2000);
+    assert_eq!(config.max_jobs, 9);
+    assert_eq!(config.queue_limit, 7);
+    assert_eq!(config.log_format, LogFormat::Json);
+    // `port` alone changes the port; a lower-precedence listen keeps its address.
+    let config = Config::load(
+        &Flags {
+            config: Some(path),
+            ..Flags::default()
+        },
+        &env(&[("port", "3000")]),
+    )
+    .expect("loads");
+    assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+}
+
+#[test]
+fn reference_names_are_accepted() {
+    let config = Config::load(
+        &Flags::default(),
+        &env(&[
+            ("apikey", "k1"),
+            ("secret", "s3cr3t"),
+            ("use_ssl", "false"),
+            ("disable_ssl_validation", "true"),
+            (
+                "client_cert_configuration",
+                r#"{"keystorePath":"/client.jks","keystorePassword":"pw"}"#,
+            ),
+            ("proxy_configuration", r#"{"*.corp":{"address":"NONE"}}"#),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(
+        config.credentials.as_ref().map(|c| c.apikey.as_str()),
+        Some("k1")
+    );
+    assert!(!config.use_ssl && config.disable_ssl_validation);
+    assert_eq!(
+        config.default_cert.as_ref().map(|c| c.path.clone()),
+        Some(PathBuf::from("/client.jks"))
+    );
+    assert_eq!(config.proxies.len(), 1);
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("s3cr3t") && !debug.contains("\"pw\""),
+        "{debug}"
+    );
+}
+
+#[test]
+fn invalid_settings_name_the_setting() {
+    for (pairs, setting) in [
+        (
+            vec![("DOWNLOADER_MAX_JOBS", "lots")],
+            "DOWNLOADER_MAX_JOBS (environment)",
+        ),
+        (
+            vec![("DOWNLOADER_LISTEN", "nowhere")],
+            "DOWNLOADER_LISTEN (environment)",
+        ),
+        (vec![("apikey", "only-key")], "apikey (environment)"),
+        (vec![("use_ssl", "maybe")], "use_ssl (environment)"),
+        (
+            vec![("DOWNLOADER_TRUST_MODE", "custom")],
+            "DOWNLOADER_TRUST_MODE (environment)",
+        ),
+        (
+            vec![("client_cert_configuration", "{\"keystorePth\":\"x\"}")],
+            "client_cert_configuration (environment)",
+        ),
+        (
+            vec![("DOWNLOADER_CERT_DIRS", "/no/such/dir")],
+            "DOWNLOADER_CERT_DIRS (environment)",
+        ),
+    ] {
+        let error = Config::load(&Flags::default(), &env(&pairs)).expect_err("must fail");
+        assert!(error.to_string().starts_with(setting), "{error}");
+        assert!(!error.to_string().contains('\n'));
+    }
+    let path = file("max_jobz = 3\n");
+    let error = Config::load(
+        &Flags {
+            config: Some(path),
+            ..Flags::default()
+        },
+        &env(&[]),
+    )
+    .expect_err("unknown key");
+    assert!(
+        error
+            .to_string()
+            .contains("max_jobz (config file): unknown setting"),
+        "{error}"
+    );
+}
+
+#[test]
+fn host_rules_parse_with_password_sources() {
+    let path = file(
+        r#"
+[[client_certs]]
+hosts = ["api-a.example", "*.corp.example", "api-b.example:9443"]
+keystore = "/certs/a.p12"
+password_env = "A_PASSWORD"
+alias = "client"
+"#,
+    );
+    let config = Config::load(
+        &Flags {
+            config: Some(path),
+            ..Flags::default()
+        },
+        &env(&[("A_PASSWORD", "from-env")]),
+    )
+    .expect("loads");
+    let rule = &config.client_certs[0];
+    assert_eq!(rule.hosts.len(), 3);
+    assert_eq!(
+        rule.cert.password.as_ref().map(Password::expose),
+        Some("from-env")
+    );
+    assert_eq!(parse_size("50M"), Some(50 << 20));
+    assert_eq!(parse_size("512KiB"), Some(512 << 10));
+}

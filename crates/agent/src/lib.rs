@@ -1,0 +1,271 @@
+//! `agent` is the service around the engine: configuration (file, environment with the
+//! reference system's names, flags), the HTTPS job API with apikey/secret authentication,
+//! client certificates chosen per call, per host or per downloader, keystores reloaded from disk
+//! without restarts, health, Prometheus metrics, back-pressure and graceful shutdown.
+//!
+//! It does not perform requests (that is `engine`) nor parse keystores (that is `keystore`),
+//! and it prints nothing: the `downloader serve` command shows what [`Started`] says.
+//!
+//! # Brief overview
+//!
+//! - [`Config::load`] reads flags, environment ([`Source`]) and the TOML file, checks every
+//!   value and binds nothing.
+//! - [`Agent::build`] loads every configured keystore and trust store (an error stops here,
+//!   before any port is bound), the agent's own TLS identity and the credentials — generating
+//!   both on first start when none are configured.
+//! - [`Agent::bind`] then [`Agent::serve`] run the job API until a shutdown future completes,
+//!   then finish in-flight jobs within the grace period.
+//!
+//! ```no_run
+//! use agent::{Agent, Config, Environment, Flags};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load(&Flags::default(), &Environment)?;
+//! let agent = Agent::build(config).await?;
+//! let listener = agent.bind().await?;
+//! agent.serve(listener, agent::shutdown_signal()).await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod certs;
+pub mod config;
+mod error;
+mod identity;
+pub mod log;
+mod metrics;
+mod server;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+
+pub use config::{Config, Environment, Flags, LogFormat, Source};
+pub use error::Error;
+
+use crate::api::Shared;
+use crate::certs::{Certs, Loaded};
+
+/// A built agent: everything loaded and checked, no port bound yet.
+#[derive(Debug)]
+pub struct Agent {
+    shared: Arc<Shared>,
+    tls: Option<Arc<ServerConfig>>,
+    started: Started,
+}
+
+/// What a start should tell the operator.
+#[derive(Clone)]
+pub struct Started {
+    /// The configured listen address.
+    pub listen: SocketAddr,
+    /// Whether the job API speaks HTTPS.
+    pub https: bool,
+    /// SHA-256 of the agent's certificate (`AB:CD:...`), for the engine to pin.
+    pub fingerprint: Option<String>,
+    /// Where the agent's certificate comes from.
+    pub identity_file: Option<PathBuf>,
+    /// Whether this start generated the self-signed identity.
+    pub identity_generated: bool,
+    /// The apikey.
+    pub apikey: String,
+    /// The secret, only when this start generated it (show it once).
+    pub new_secret: Option<String>,
+    /// Where generated credentials are kept.
+    pub credentials_file: Option<PathBuf>,
+    /// The certificate directories job keystores must live in.
+    pub cert_dirs: Vec<PathBuf>,
+    /// What was loaded: one line per configured keystore or trust store.
+    pub loaded: Vec<String>,
+}
+
+impl Agent {
+    /// Loads the configured keystores and trust stores, the agent's identity and credentials
+    /// (generated into the data directory on first start when not configured).
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let certs = Certs::new(config.cert_dirs.clone());
+        let loaded = load_configured(&certs, &config).await?;
+        let credentials = identity::credentials(&config, &provider)?;
+        let (tls, fingerprint, identity_file, identity_generated) = if config.use_ssl {
+            let server = identity::server_identity(&config, &provider)?;
+            let tls = server::tls_config(
+                &provider,
+                server.certified_key.clone(),
+                config.engine_client_ca.as_deref(),
+            )?;
+            (
+                Some(tls),
+                Some(server.fingerprint),
+                Some(server.origin),
+                server.generated,
+            )
+        } else {
+            (None, None, None, false)
+        };
+        let started = Started {
+            listen: config.listen,
+            https: config.use_ssl,
+            fingerprint,
+            identity_file,
+            identity_generated,
+            apikey: credentials.credentials.apikey.clone(),
+            new_secret: credentials
+                .generated
+                .then(|| credentials.credentials.secret.expose().to_owned()),
+            credentials_file: credentials.file.clone(),
+            cert_dirs: config.cert_dirs.clone(),
+            loaded,
+        };
+        let engine = engine::Engine::with_provider(provider);
+        let shared = Arc::new(Shared::new(engine, certs, config, &credentials.credentials));
+        Ok(Self {
+            shared,
+            tls,
+            started,
+        })
+    }
+
+    /// Checks the configuration as [`Agent::build`] would, without touching the data directory:
+    /// every configured keystore and trust store is loaded. Returns one line per item.
+    pub async fn check(config: &Config) -> Result<Vec<String>, Error> {
+        let certs = Certs::new(config.cert_dirs.clone());
+        let mut lines = load_configured(&certs, config).await?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        if let Some(cert) = &config.tls_keystore {
+            let server = identity::server_identity(config, &provider)?;
+            server::tls_config(
+                &provider,
+                server.certified_key,
+                config.engine_client_ca.as_deref(),
+            )?;
+            lines.push(format!(
+                "agent identity {}: SHA-256 {}",
+                cert.path.display(),
+                server.fingerprint
+            ));
+        }
+        Ok(lines)
+    }
+
+    /// What to tell the operator.
+    pub fn started(&self) -> &Started {
+        &self.started
+    }
+
+    /// Binds the configured listen address.
+    pub async fn bind(&self) -> Result<TcpListener, Error> {
+        let address = self.shared.config.listen;
+        TcpListener::bind(address)
+            .await
+            .map_err(|error| Error::Bind {
+                address: address.to_string(),
+                detail: error.to_string(),
+            })
+    }
+
+    /// Serves the job API on `listener` until `shutdown` completes, then gives in-flight jobs
+    /// the configured grace period.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let grace = self.shared.config.shutdown_grace;
+        let router = api::router(self.shared.clone());
+        server::serve(listener, self.tls, router, shutdown, grace).await;
+    }
+
+    /// The names a job's `config` object accepts.
+    pub fn config_names() -> &'static [&'static str] {
+        api::CONFIG_NAMES
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+async fn load_configured(certs: &Certs, config: &Config) -> Result<Vec<String>, Error> {
+    let mut lines = Vec::new();
+    let mut identities = Vec::new();
+    if let Some(cert) = &config.default_cert {
+        identities.push((
+            "client_cert_configuration".to_owned(),
+            "default".to_owned(),
+            cert.clone(),
+        ));
+    }
+    for (index, rule) in config.client_certs.iter().enumerate() {
+        let patterns: Vec<String> = rule.hosts.iter().map(ToString::to_string).collect();
+        let label = format!(
+            "host-rule:{}",
+            patterns.first().cloned().unwrap_or_default()
+        );
+        identities.push((format!("client_certs[{index}]"), label, rule.cert.clone()));
+    }
+    for (setting, label, cert) in identities {
+        match certs.identity(&cert, Some(&label)).await {
+            Loaded::Good(loaded, _) => lines.push(format!(
+                "{setting}: {} -> {} (expires {})",
+                cert.path.display(),
+                loaded.leaf.subject,
+                loaded.leaf.not_after
+            )),
+            Loaded::Bad(problem) => {
+                return Err(Error::config(
+                    setting,
+                    format!("{}: {problem}", cert.path.display()),
+                ));
+            }
+        }
+    }
+    if let Some(path) = &config.trust_store {
+        match certs
+            .trust(path, config.trust_store_password.as_ref(), Some("trust"))
+            .await
+        {
+            Loaded::Good(loaded, _) => lines.push(format!(
+                "DOWNLOADER_TRUST_STORE: {} -> {} certificates (trust mode {:?})",
+                path.display(),
+                loaded.anchors.len(),
+                config.trust_mode
+            )),
+            Loaded::Bad(problem) => {
+                return Err(Error::config(
+                    "DOWNLOADER_TRUST_STORE",
+                    format!("{}: {problem}", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(lines)
+}
+
+impl fmt::Debug for Started {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Started")
+            .field("listen", &self.listen)
+            .field("https", &self.https)
+            .field("fingerprint", &self.fingerprint)
+            .field("apikey", &self.apikey)
+            .field("new_secret", &self.new_secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
