@@ -1,0 +1,386 @@
+//! The job API end to end over real HTTPS: zero-config start, authentication, single and batch
+//! jobs, unknown config names, templates, health, metrics, back-pressure and graceful shutdown.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use agent::{Agent, Config};
+use serde_json::json;
+use support::upstream::{self, Setup};
+use support::{APIKEY, SECRET, STORE, basic};
+
+fn with_identity(url: &str) -> serde_json::Value {
+    json!({"url": url, "config": {"client_cert_configuration": {
+        "keystoreBase64": base64_fixture("client/p256/openssl.p12"), "keystorePassword": STORE}}})
+}
+
+fn base64_fixture(path: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(support::fixture(path)).expect("fixture"))
+}
+
+#[tokio::test]
+async fn zero_config_generates_identity_and_credentials_once() {
+    let data = support::temp_dir("zero");
+    let mut config = Config::defaults(data.clone());
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    let agent = Agent::build(config.clone())
+        .await
+        .expect("zero-config build");
+    let first = agent.started().clone();
+    assert!(first.identity_generated && first.https);
+    let secret = first
+        .new_secret
+        .clone()
+        .expect("the secret is shown on first start");
+    assert!(secret.len() >= 32 && first.apikey.len() == 32);
+    let fingerprint = first.fingerprint.clone().expect("fingerprint");
+    assert_eq!(fingerprint.split(':').count(), 32);
+    for file in ["agent-cert.pem", "agent-key.pem", "credentials.json"] {
+        let mode = std::fs::metadata(data.join(file))
+            .expect(file)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    // It serves, and the generated credentials work.
+    let listener = agent.bind().await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    let client = engine::Engine::new();
+    let outcome = client
+        .run(
+            engine::Job::builder("GET", format!("https://127.0.0.1:{port}/metrics"))
+                .insecure(true)
+                .header("Authorization", basic(&first.apikey, &secret))
+                .build()
+                .expect("job"),
+        )
+        .await;
+    assert_eq!(outcome.response.map(|r| r.status_code), Some(200));
+    let served = outcome
+        .tls
+        .and_then(|tls| tls.server_certificates.first().map(|c| c.sha256.clone()));
+    assert_eq!(
+        served.map(|hex| hex.to_ascii_uppercase()),
+        Some(fingerprint.replace(':', ""))
+    );
+    let _ = tx.send(());
+    let _ = task.await;
+    // The second start reuses both and shows no secret.
+    let again = Agent::build(config).await.expect("second build");
+    assert!(!again.started().identity_generated);
+    assert!(again.started().new_secret.is_none());
+    assert_eq!(
+        again.started().fingerprint.as_deref(),
+        Some(fingerprint.as_str())
+    );
+    assert_eq!(again.started().apikey, first.apikey);
+}
+
+#[tokio::test]
+async fn wrong_or_missing_credentials_get_401_and_run_nothing() {
+    let server = upstream::start(Setup::default()).await;
+    let agent = support::start(support::config()).await;
+    let body = json!({"url": server.url("/")}).to_string();
+    for auth in [
+        None,
+        Some(basic("wrong", SECRET)),
+        Some(basic(APIKEY, "wrong")),
+        Some(basic(APIKEY, "")),
+        Some("Bearer x".to_owned()),
+        Some("Basic !!!".to_owned()),
+    ] {
+        let reply = agent
+            .request("POST", "/api/v1/jobs", auth.as_deref(), &body)
+            .await;
+        assert_eq!(reply.status, 401, "{auth:?}: {}", reply.text);
+        assert_eq!(reply.json()["error"]["kind"], "api.unauthorized");
+        assert!(reply.headers.contains_key("www-authenticate"));
+    }
+    let reply = agent.request("GET", "/metrics", None, "").await;
+    assert_eq!(reply.status, 401);
+    let metrics = agent.metrics().await;
+    assert!(
+        !metrics.contains("downloader_jobs_total{"),
+        "a job ran:\n{metrics}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn single_and_batch_jobs_return_results_in_order() {
+    let server = upstream::start(Setup::default()).await;
+    let agent = support::start(support::config()).await;
+    let single = agent.jobs(&with_identity(&server.url("/one"))).await;
+    assert_eq!(single["ok"], true, "{single}");
+    assert_eq!(single["response"]["statusCode"], 200);
+    assert!(single["metrics"]["latency"].is_number() && single["metrics"]["overall"].is_number());
+    let mut jobs = Vec::new();
+    for n in 0..5 {
+        let mut job = with_identity(&server.url(if n == 2 { "/delay" } else { "/" }));
+        job["id"] = json!(format!("job-{n}"));
+        job["params"] = json!({"n": n});
+        jobs.push(job);
+    }
+    jobs.push(json!({"id": "bad", "url": "ftp://nowhere/"}));
+    jobs.push(json!({"id": "typo", "url": server.url("/"), "config": {"follow_redirect": false}}));
+    let results = agent.jobs(&json!(jobs)).await;
+    let results = results.as_array().expect("array");
+    assert_eq!(results.len(), 7);
+    for (n, result) in results.iter().take(5).enumerate() {
+        assert_eq!(result["id"], format!("job-{n}"));
+        assert_eq!(result["ok"], true, "{result}");
+        if n != 2 {
+            assert!(
+                result["response"]["body"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("query=n={n}"))
+            );
+        }
+    }
+    assert_eq!(results[5]["error"]["kind"], "request.invalid");
+    assert_eq!(results[6]["error"]["kind"], "request.invalid");
+    let message = results[6]["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("follow_redirect") && message.contains("follow_redirects"),
+        "{message}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn templates_resolve_from_vars_and_unresolved_names_fail() {
+    let server = upstream::start(Setup::default()).await;
+    let agent = support::start(support::config()).await;
+    let result = agent
+        .jobs(&json!({
+            "method": "POST",
+            "url": "https://${host}:${port}/t",
+            "params": {"q": "${q}"},
+            "headers": {"X-Test": "${h}"},
+            "body": "hello ${who}",
+            "config": {"timeout": "${t}", "footprint": "/t/[${q}]",
+                       "client_cert_configuration": "{\"keystoreBase64\":\"${ks}\",\"keystorePassword\":\"${pw}\"}"},
+            "vars": {"host": "localhost", "port": server.port, "q": "v1", "h": "hv", "who": "world",
+                     "t": 5, "ks": base64_fixture("client/p256/openssl.p12"), "pw": STORE}
+        }))
+        .await;
+    assert_eq!(result["ok"], true, "{result}");
+    let body = result["response"]["body"].as_str().unwrap_or("");
+    assert!(
+        body.contains("query=q=v1")
+            && body.contains("x-test=hv")
+            && body.contains("body=hello world"),
+        "{body}"
+    );
+    assert_eq!(result["footprint"], "/t/[v1]");
+    assert_eq!(result["tls"]["clientCertificate"]["source"], "job");
+    let result = agent.jobs(&json!({"url": "https://${nope}/"})).await;
+    assert_eq!(result["error"]["kind"], "request.invalid");
+    assert!(
+        result["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("'nope'")
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn unsupported_options_say_so() {
+    let agent = support::start(support::config()).await;
+    for config in [
+        json!({"follow_redirects": true}),
+        json!({"keep_alive": "true"}),
+        json!({"proxy": {"address": "p", "port": 3128}}),
+    ] {
+        let result = agent
+            .jobs(&json!({"url": "https://localhost:1/", "config": config}))
+            .await;
+        assert_eq!(result["error"]["kind"], "request.invalid");
+        assert!(
+            result["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not supported yet"),
+            "{result}"
+        );
+    }
+    let result = agent
+        .jobs(&json!({"url": "https://localhost:1/", "body": {"multipart": []}}))
+        .await;
+    assert!(
+        result["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not supported yet")
+    );
+    // Accepted and ignored when off.
+    let result = agent
+        .jobs(&json!({"url": "https://localhost:1/", "config": {"follow_redirects": "false", "max_redirects": 3, "keep_alive": false}}))
+        .await;
+    assert_eq!(result["error"]["kind"], "connect.refused", "{result}");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn health_needs_no_auth_and_metrics_parse() {
+    let server = upstream::start(Setup::default()).await;
+    let mut config = support::config();
+    config.default_cert = Some(agent::config::CertRef {
+        path: support::fixture("client/rsa2048/openssl.p12"),
+        password: Some(keystore::Password::new(STORE)),
+        key_password: None,
+        alias: None,
+    });
+    let agent = support::start(config).await;
+    let health = agent.request("GET", "/health", None, "").await;
+    assert_eq!(health.status, 200);
+    let health = health.json();
+    assert_eq!(health["status"], "ok");
+    assert!(health["version"].is_string() && health["uptimeSeconds"].is_number());
+    agent.jobs(&json!({"url": server.url("/")})).await;
+    agent.jobs(&json!({"url": "https://localhost:1/"})).await;
+    let text = agent.metrics().await;
+    let mut samples = 0;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        assert!(name.starts_with("downloader_"), "{line}");
+        if let Some(labels) = name.split_once('{').map(|(_, rest)| rest) {
+            assert!(labels.ends_with('}'), "{line}");
+        }
+        samples += 1;
+    }
+    assert!(samples > 20, "{text}");
+    assert!(
+        text.contains("downloader_jobs_total{outcome=\"ok\",kind=\"\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("downloader_jobs_total{outcome=\"error\",kind=\"connect.refused\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("downloader_job_phase_seconds_bucket{phase=\"tls\",le=\"+Inf\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|line| line.starts_with(
+            "downloader_certificate_expiry_timestamp_seconds{kind=\"identity\",source=\"default\""
+        ) && line.contains("CN=client-rsa2048")),
+        "{text}"
+    );
+    assert!(
+        text.contains("kind=\"trust_anchor\",source=\"trust\""),
+        "{text}"
+    );
+    assert!(text.contains("downloader_jobs_in_flight 0"));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_queue_limit_new_jobs_get_503() {
+    let server = upstream::start(Setup::default()).await;
+    let mut config = support::config();
+    config.max_jobs = 1;
+    config.queue_limit = 1;
+    let agent = std::sync::Arc::new(support::start(config).await);
+    let slow = with_identity(&server.url("/delay"));
+    let busy = {
+        let agent = agent.clone();
+        let batch = json!([slow.clone(), slow.clone()]);
+        tokio::spawn(async move { agent.jobs(&batch).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reply = agent
+        .request(
+            "POST",
+            "/api/v1/jobs",
+            Some(&basic(APIKEY, SECRET)),
+            &slow.to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(
+        reply.headers.get("retry-after").map(|v| v[0].as_str()),
+        Some("1")
+    );
+    assert_eq!(reply.json()["error"]["kind"], "api.overloaded");
+    let results = busy.await.expect("batch task");
+    assert!(
+        results
+            .as_array()
+            .is_some_and(|all| all.iter().all(|r| r["ok"] == true)),
+        "{results}"
+    );
+    // Capacity is back.
+    let after = agent.jobs(&slow).await;
+    assert_eq!(after["ok"], true);
+    assert!(
+        agent
+            .metrics()
+            .await
+            .contains("downloader_jobs_refused_total 1")
+    );
+}
+
+#[tokio::test]
+async fn shutdown_finishes_an_in_flight_slow_job() {
+    let server = upstream::start(Setup::default()).await;
+    let mut agent = support::start(support::config()).await;
+    let port = agent.port;
+    let slow = with_identity(&server.url("/delay"));
+    let client = std::sync::Arc::new(engine::Engine::new());
+    let request = engine::Job::builder("POST", format!("https://127.0.0.1:{port}/api/v1/jobs"))
+        .insecure(true)
+        .header("Authorization", basic(APIKEY, SECRET))
+        .body(slow.to_string())
+        .build()
+        .expect("job");
+    let in_flight = {
+        let client = client.clone();
+        tokio::spawn(async move { client.run(request).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let task = agent.begin_shutdown().expect("running");
+    let outcome = in_flight.await.expect("request task");
+    let response = outcome.response.expect("the in-flight job got its answer");
+    assert_eq!(response.status_code, 200);
+    let result: serde_json::Value =
+        serde_json::from_str(response.body.text().unwrap_or("")).expect("json");
+    assert_eq!(result["ok"], true, "{result}");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the agent stops after draining")
+        .expect("clean exit");
+    // No new connections after shutdown.
+    let refused = client
+        .run(
+            engine::Job::builder("GET", format!("https://127.0.0.1:{port}/health"))
+                .insecure(true)
+                .build()
+                .expect("job"),
+        )
+        .await;
+    assert_eq!(refused.kind(), Some("connect.refused"));
+}

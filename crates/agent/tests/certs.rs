@@ -1,0 +1,278 @@
+//! Choosing the client certificate (job > host rule > downloader default > none), confinement of
+//! job-named paths, and rotation without restart — over real HTTPS against an upstream that
+//! requires client certificates.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use agent::{Config, Flags};
+use serde_json::json;
+use support::upstream::{self, Setup};
+use support::{APIKEY, SECRET, STORE, install, replace, seen_subject};
+
+fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn seed_style_env_certificate_is_used_by_a_job_without_config() {
+    let server = upstream::start(Setup::default()).await;
+    let data = support::temp_dir("seed");
+    let source = env(&[
+        ("apikey", APIKEY.into()),
+        ("secret", SECRET.into()),
+        ("DOWNLOADER_DATA_DIR", data.display().to_string()),
+        ("DOWNLOADER_LISTEN", "127.0.0.1:0".into()),
+        ("DOWNLOADER_TRUST_STORE", support::fixture("ca/root.pem").display().to_string()),
+        (
+            "client_cert_configuration",
+            json!({"keystorePath": support::fixture("client/rsa2048/documented.jks"), "keystorePassword": STORE})
+                .to_string(),
+        ),
+    ]);
+    let config = Config::load(&Flags::default(), &source).expect("env config");
+    let agent = support::start(config).await;
+    let result = agent.jobs(&json!({"url": server.url("/")})).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(
+        seen_subject(&result).contains("CN=client-rsa2048"),
+        "{result}"
+    );
+    assert_eq!(result["tls"]["clientCertificate"]["source"], "default");
+    // An explicit null sends no certificate even with a downloader default.
+    let result = agent
+        .jobs(&json!({"url": server.url("/"), "config": {"client_cert_configuration": null}}))
+        .await;
+    assert_eq!(
+        result["error"]["kind"], "tls.client_cert_required",
+        "{result}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn job_beats_host_rule_beats_default() {
+    let server = upstream::start(Setup::default()).await;
+    let port = server.port;
+    let file = support::temp_dir("rules").join("agent.toml");
+    let fixture = |path: &str| support::fixture(path).display().to_string();
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+apikey = "{APIKEY}"
+secret = "{SECRET}"
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+trust_store = "{root}"
+client_cert_configuration = {{ keystorePath = "{default}", keystorePassword = "{STORE}" }}
+
+[[client_certs]]
+hosts = ["*.localhost"]
+keystore = "{wide}"
+password = "{STORE}"
+
+[[client_certs]]
+hosts = ["localhost:{port}"]
+keystore = "{exact}"
+password_env = "EXACT_PASSWORD"
+"#,
+            data = support::temp_dir("rules-data").display(),
+            root = fixture("ca/root.pem"),
+            default = fixture("client/rsa4096/openssl.p12"),
+            wide = fixture("client/rsa2048/openssl.p12"),
+            exact = fixture("client/p256/openssl.p12"),
+        ),
+    )
+    .expect("config file");
+    let flags = Flags {
+        config: Some(file),
+        cert_dirs: vec![support::fixture("client")],
+        ..Flags::default()
+    };
+    let config =
+        Config::load(&flags, &env(&[("EXACT_PASSWORD", STORE.into())])).expect("file config");
+    let agent = support::start(config).await;
+    let pin = format!("a.localhost:{port}:127.0.0.1");
+    let cases = [
+        (
+            json!({"url": server.url("/")}),
+            "client-p256",
+            format!("host-rule:localhost:{port}"),
+        ),
+        (
+            json!({"url": format!("https://a.localhost:{port}/"), "config": {"resolve": [pin]}}),
+            "client-rsa2048",
+            "host-rule:*.localhost".to_owned(),
+        ),
+        (
+            json!({"url": format!("https://127.0.0.1:{port}/")}),
+            "client-rsa4096",
+            "default".to_owned(),
+        ),
+        (
+            json!({"url": server.url("/"), "config": {"client_cert_configuration":
+                {"keystorePath": "ed25519/openssl.p12", "keystorePassword": STORE}}}),
+            "client-ed25519",
+            "job".to_owned(),
+        ),
+    ];
+    for (job, subject, source) in cases {
+        let result = agent.jobs(&job).await;
+        assert_eq!(result["ok"], true, "{job}: {result}");
+        assert!(seen_subject(&result).contains(subject), "{job}: {result}");
+        assert_eq!(
+            result["tls"]["clientCertificate"]["source"],
+            source.as_str(),
+            "{result}"
+        );
+    }
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn job_paths_must_stay_inside_the_certificate_directories() {
+    let server = upstream::start(Setup::default()).await;
+    let dir = support::temp_dir("confine");
+    install("client/p256/openssl.p12", &dir, "a.p12");
+    std::fs::create_dir_all(dir.join("sub")).expect("sub");
+    std::os::unix::fs::symlink(
+        support::fixture("client/rsa2048/openssl.p12"),
+        dir.join("escape.p12"),
+    )
+    .expect("symlink");
+    std::os::unix::fs::symlink(dir.join("a.p12"), dir.join("sub/inside.p12")).expect("symlink");
+    let mut config = support::config();
+    config.cert_dirs = vec![dir.canonicalize().expect("dir")];
+    let agent = support::start(config).await;
+    let job = |path: String| {
+        json!({"url": server.url("/"), "config": {"client_cert_configuration":
+            {"keystorePath": path, "keystorePassword": STORE}}})
+    };
+    for allowed in [
+        "a.p12".to_owned(),
+        dir.join("a.p12").display().to_string(),
+        "sub/../a.p12".to_owned(),
+        "sub/inside.p12".to_owned(),
+    ] {
+        let result = agent.jobs(&job(allowed.clone())).await;
+        assert_eq!(result["ok"], true, "{allowed}: {result}");
+    }
+    for refused in [
+        "/etc/passwd".to_owned(),
+        "../../../../etc/passwd".to_owned(),
+        format!("{}/../a.p12", dir.join("sub/..").display()),
+        "escape.p12".to_owned(),
+        support::fixture("client/p256/openssl.p12")
+            .display()
+            .to_string(),
+        dir.join("missing.p12").display().to_string(),
+    ] {
+        let result = agent.jobs(&job(refused.clone())).await;
+        assert_eq!(result["ok"], false, "{refused}: {result}");
+        assert_eq!(
+            result["error"]["kind"], "keystore.path_not_allowed",
+            "{refused}: {result}"
+        );
+        assert!(result["response"].is_null());
+    }
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_without_restart_and_broken_replacements_keep_the_last_good() {
+    let server = upstream::start(Setup::default()).await;
+    let dir = support::temp_dir("rotate");
+    install("client/rsa2048/openssl.p12", &dir, "client.p12");
+    let trust = install("ca/other-root.pem", &dir, "trust.pem");
+    let mut config = support::config();
+    config.cert_dirs = vec![dir.canonicalize().expect("dir")];
+    config.trust_store = Some(trust.clone());
+    let agent = support::start(config).await;
+    let job = json!({"url": server.url("/"), "config": {"client_cert_configuration":
+        {"keystorePath": "client.p12", "keystorePassword": STORE}}});
+
+    // The trust store does not trust the server yet.
+    let result = agent.jobs(&job).await;
+    assert_eq!(result["error"]["kind"], "tls.server_untrusted", "{result}");
+    // Replace the trust store: the next job uses it.
+    install("ca/root.pem", &dir, "trust.pem");
+    let result = agent.jobs(&job).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(seen_subject(&result).contains("client-rsa2048"));
+    assert_eq!(result["warnings"], json!([]));
+
+    // Replace the keystore: the next job presents the new certificate.
+    install("client/p256/openssl.p12", &dir, "client.p12");
+    let result = agent.jobs(&job).await;
+    assert!(seen_subject(&result).contains("client-p256"), "{result}");
+
+    // A half-written keystore and a garbage trust store: the last good ones stay, with warnings.
+    let full = std::fs::read(support::fixture("client/rsa4096/openssl.p12")).expect("fixture");
+    std::fs::write(dir.join("client.p12"), &full[..full.len() / 2]).expect("half write");
+    std::fs::write(&trust, b"-----BEGIN CERTIFICATE-----\ngarbage").expect("garbage");
+    for _ in 0..2 {
+        let result = agent.jobs(&job).await;
+        assert_eq!(result["ok"], true, "{result}");
+        assert!(seen_subject(&result).contains("client-p256"), "{result}");
+        let warnings = result["warnings"].as_array().expect("warnings").clone();
+        assert_eq!(warnings.len(), 2, "{result}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.as_str().unwrap_or("").contains("client identity"))
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.as_str().unwrap_or("").contains("trust store"))
+        );
+    }
+    // Finished writing: picked up.
+    replace(&dir, "client.p12", &full);
+    install("ca/root.pem", &dir, "trust.pem");
+    let result = agent.jobs(&job).await;
+    assert!(seen_subject(&result).contains("client-rsa4096"), "{result}");
+    assert_eq!(result["warnings"], json!([]));
+
+    // A replacement with a password that no longer matches: last good, plus a warning.
+    install("client/p384/empty-password.p12", &dir, "client.p12");
+    let result = agent.jobs(&job).await;
+    assert!(seen_subject(&result).contains("client-rsa4096"), "{result}");
+    assert_eq!(
+        result["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "{result}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_keystore_with_a_wrong_password_is_a_typed_error() {
+    let server = upstream::start(Setup::default()).await;
+    let mut config = support::config();
+    config.cert_dirs = vec![support::fixture("client").canonicalize().expect("dir")];
+    let agent = support::start(config).await;
+    let result = agent
+        .jobs(
+            &json!({"url": server.url("/"), "config": {"client_cert_configuration":
+            "{\"keystorePath\": \"p256/openssl.p12\", \"keystorePassword\": \"wrong\"}"}}),
+        )
+        .await;
+    assert_eq!(
+        result["error"]["kind"], "keystore.wrong_store_password",
+        "{result}"
+    );
+    let result = agent
+        .jobs(
+            &json!({"url": server.url("/"), "config": {"client_cert_configuration":
+            {"keystorePath": "p256/openssl.p12", "keystorePasword": STORE}}}),
+        )
+        .await;
+    assert_eq!(result["error"]["kind"], "request.invalid", "{result}");
+    agent.stop().await;
+}
