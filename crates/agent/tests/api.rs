@@ -384,3 +384,72 @@ async fn shutdown_finishes_an_in_flight_slow_job() {
         .await;
     assert_eq!(refused.kind(), Some("connect.refused"));
 }
+
+#[tokio::test]
+async fn check_loads_every_keystore_and_names_the_broken_setting() {
+    let mut config = support::config();
+    config.default_cert = Some(agent::config::CertRef {
+        path: support::fixture("client/p256/documented.jks"),
+        password: Some(keystore::Password::new(STORE)),
+        key_password: None,
+        alias: None,
+    });
+    let lines = Agent::check(&config).await.expect("valid configuration");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("client_cert_configuration") && line.contains("client-p256")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("DOWNLOADER_TRUST_STORE")),
+        "{lines:?}"
+    );
+    config.client_certs = vec![agent::config::HostRule {
+        hosts: vec![agent::config::HostPattern::parse("api.test").expect("pattern")],
+        cert: agent::config::CertRef {
+            path: support::fixture("client/p256/openssl.p12"),
+            password: Some(keystore::Password::new("not-the-password")),
+            key_password: None,
+            alias: None,
+        },
+    }];
+    let error = Agent::check(&config).await.expect_err("wrong password");
+    let message = error.to_string();
+    assert!(message.starts_with("client_certs[0]: "), "{message}");
+    assert!(
+        !message.contains("not-the-password") && !message.contains('\n'),
+        "{message}"
+    );
+    // Building fails the same way, before any port is bound.
+    assert!(Agent::build(config).await.is_err());
+}
+
+#[tokio::test]
+async fn engine_client_certificates_can_be_required() {
+    let mut config = support::config();
+    config.engine_client_ca = Some(support::fixture("ca/root.pem"));
+    let agent = support::start(config).await;
+    let client = engine::Engine::new();
+    let health = |identity: Option<engine::IdentitySource>| {
+        let mut builder = engine::Job::builder("GET", agent.url("/health")).insecure(true);
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
+        builder.build().expect("job")
+    };
+    let without = client.run(health(None)).await;
+    assert!(without.response.is_none(), "{without:?}");
+    let with = client
+        .run(health(Some(engine::IdentitySource::Keystore {
+            source: engine::Source::Path(support::fixture("client/p256/openssl.p12")),
+            password: Some(keystore::Password::new(STORE)),
+            key_password: None,
+            alias: None,
+        })))
+        .await;
+    assert_eq!(with.response.map(|r| r.status_code), Some(200));
+    agent.stop().await;
+}
