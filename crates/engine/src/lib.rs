@@ -34,6 +34,7 @@ mod classify;
 mod connect;
 mod error;
 mod exchange;
+mod form;
 mod job;
 mod material;
 mod outcome;
@@ -45,6 +46,7 @@ pub mod tls;
 
 pub use error::{Error, HandshakeFacts, JobError, Material};
 pub use exchange::Body;
+pub use form::{EncodedBody, Part, multipart, urlencoded};
 pub use job::{
     DEFAULT_BODY_LIMIT, HttpVersion, IdentitySource, Job, JobBuilder, Source, TlsVersion,
     TrustMode, TrustSource,
