@@ -21,7 +21,11 @@ fn main() -> ExitCode {
             let usage = error.use_stderr();
             let _ = error.print();
             // Help and version go to stdout and succeed; bad usage exits 64 (EX_USAGE).
-            return if usage { ExitCode::from(64) } else { ExitCode::SUCCESS };
+            return if usage {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(cli) {

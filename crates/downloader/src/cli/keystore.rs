@@ -15,7 +15,11 @@ use crate::cli::{Failure, output, secret};
 /// Prints every entry of a keystore with its certificates and lint findings.
 pub(crate) fn inspect(args: &InspectArgs) -> Result<ExitCode, Failure> {
     let store = open(&args.store)?;
-    let report = keystore::inspect(&store, args.store.alias.as_deref(), OffsetDateTime::now_utc())?;
+    let report = keystore::inspect(
+        &store,
+        args.store.alias.as_deref(),
+        OffsetDateTime::now_utc(),
+    )?;
     let mut stdout = std::io::stdout().lock();
     let written = if args.json {
         output::json::inspect(&mut stdout, &args.store.file, &report)
@@ -56,7 +60,12 @@ pub(crate) fn convert(args: &ConvertArgs) -> Result<ExitCode, Failure> {
     };
     write_private(&args.out, &bytes, args.force)?;
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "wrote {} ({} bytes)", args.out.display(), bytes.len());
+    let _ = writeln!(
+        stderr,
+        "wrote {} ({} bytes)",
+        args.out.display(),
+        bytes.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -82,13 +91,17 @@ fn open(args: &StoreArgs) -> Result<Keystore, Failure> {
 }
 
 fn out_password(args: &ConvertArgs) -> Result<keystore::Password, Failure> {
-    secret::resolve(args.out_password.as_ref(), args.out_password_env.as_ref(), None)?
-        .or(secret::resolve(
-            args.store.password.as_ref(),
-            args.store.password_env.as_ref(),
-            args.store.password_file.as_ref(),
-        )?)
-        .ok_or_else(|| Failure::usage("PKCS#12 output needs a password: give --out-password"))
+    secret::resolve(
+        args.out_password.as_ref(),
+        args.out_password_env.as_ref(),
+        None,
+    )?
+    .or(secret::resolve(
+        args.store.password.as_ref(),
+        args.store.password_env.as_ref(),
+        args.store.password_file.as_ref(),
+    )?)
+    .ok_or_else(|| Failure::usage("PKCS#12 output needs a password: give --out-password"))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -104,8 +117,11 @@ fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<(), Failure> 
     } else {
         options.create_new(true);
     }
-    let mut file = options.open(path).map_err(|error| Failure::io(path, &error))?;
-    file.write_all(bytes).map_err(|error| Failure::io(path, &error))
+    let mut file = options
+        .open(path)
+        .map_err(|error| Failure::io(path, &error))?;
+    file.write_all(bytes)
+        .map_err(|error| Failure::io(path, &error))
 }
 
 /// A closed stdout (`| head`) is not an error.

@@ -7,7 +7,13 @@ use keystore::{EntryKind, Report, Severity};
 
 /// The inspection report as text.
 pub(crate) fn inspect(out: &mut impl Write, file: &Path, report: &Report) -> io::Result<()> {
-    writeln!(out, "{}: {}, {} entries", file.display(), report.format, report.entries.len())?;
+    writeln!(
+        out,
+        "{}: {}, {} entries",
+        file.display(),
+        report.format,
+        report.entries.len()
+    )?;
     for (index, entry) in report.entries.iter().enumerate() {
         writeln!(out)?;
         let alias = entry
@@ -22,7 +28,10 @@ pub(crate) fn inspect(out: &mut impl Write, file: &Path, report: &Report) -> io:
         };
         let key = match &entry.key {
             Some(key) if key.status == "ok" => {
-                format!(" - key {}ok, matches the certificate", encrypted(key.encrypted))
+                format!(
+                    " - key {}ok, matches the certificate",
+                    encrypted(key.encrypted)
+                )
             }
             Some(key) => format!(
                 " - key {}NOT usable: {}",
@@ -55,9 +64,17 @@ pub(crate) fn inspect(out: &mut impl Write, file: &Path, report: &Report) -> io:
                 info.not_after,
                 days(cert.days_left)
             )?;
-            writeln!(out, "      key:      {} ({} bits)", info.key_algorithm, info.key_bits)?;
+            writeln!(
+                out,
+                "      key:      {} ({} bits)",
+                info.key_algorithm, info.key_bits
+            )?;
             if !info.extended_key_usage.is_empty() {
-                writeln!(out, "      usage:    {}", info.extended_key_usage.join(", "))?;
+                writeln!(
+                    out,
+                    "      usage:    {}",
+                    info.extended_key_usage.join(", ")
+                )?;
             }
             writeln!(out, "      sha256:   {}", colons(&info.sha256))?;
         }
@@ -70,7 +87,12 @@ pub(crate) fn inspect(out: &mut impl Write, file: &Path, report: &Report) -> io:
                     Severity::Error => "error",
                     Severity::Warning => "warning",
                 };
-                writeln!(out, "    {level}[{}]: {}", finding.kind.as_str(), finding.message)?;
+                writeln!(
+                    out,
+                    "    {level}[{}]: {}",
+                    finding.kind.as_str(),
+                    finding.message
+                )?;
             }
         }
     }

@@ -6,7 +6,11 @@ use std::path::Path;
 use serde::Serialize;
 
 /// The inspection report, with the file it came from.
-pub(crate) fn inspect(out: &mut impl Write, file: &Path, report: &keystore::Report) -> io::Result<()> {
+pub(crate) fn inspect(
+    out: &mut impl Write,
+    file: &Path,
+    report: &keystore::Report,
+) -> io::Result<()> {
     #[derive(Serialize)]
     struct Inspection<'a> {
         file: String,
