@@ -453,3 +453,34 @@ async fn engine_client_certificates_can_be_required() {
     assert_eq!(with.response.map(|r| r.status_code), Some(200));
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn a_configured_keystore_is_the_agents_identity() {
+    let mut config = support::config();
+    config.tls_keystore = Some(agent::config::CertRef {
+        path: support::fixture("client/p256/documented.jks"),
+        password: Some(keystore::Password::new(STORE)),
+        key_password: None,
+        alias: None,
+    });
+    let data_dir = config.data_dir.clone();
+    let agent = support::start(config).await;
+    let client = engine::Engine::new();
+    let outcome = client
+        .run(
+            engine::Job::builder("GET", agent.url("/health"))
+                .insecure(true)
+                .build()
+                .expect("job"),
+        )
+        .await;
+    let served = outcome
+        .tls
+        .and_then(|tls| tls.server_certificates.first().map(|c| c.subject.clone()));
+    assert!(served.is_some_and(|subject| subject.contains("CN=client-p256")));
+    assert!(
+        !data_dir.join("agent-key.pem").exists(),
+        "nothing generated"
+    );
+    agent.stop().await;
+}
