@@ -311,7 +311,7 @@ async fn over_the_queue_limit_new_jobs_get_503() {
         let batch = json!([slow.clone(), slow.clone()]);
         tokio::spawn(async move { agent.jobs(&batch).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    agent.wait_for_metric("downloader_jobs_queued 1").await;
     let reply = agent
         .request(
             "POST",
@@ -361,7 +361,7 @@ async fn shutdown_finishes_an_in_flight_slow_job() {
         let client = client.clone();
         tokio::spawn(async move { client.run(request).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    agent.wait_for_metric("downloader_jobs_in_flight 1").await;
     let task = agent.begin_shutdown().expect("running");
     let outcome = in_flight.await.expect("request task");
     let response = outcome.response.expect("the in-flight job got its answer");

@@ -152,6 +152,22 @@ impl TestAgent {
         reply.text
     }
 
+    /// Waits (up to 10 s) until the metrics text has `line`.
+    pub(crate) async fn wait_for_metric(&self, line: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.metrics().await;
+            if text.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never saw {line}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Triggers shutdown and waits for the agent to finish.
     pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
