@@ -267,7 +267,11 @@ async fn memory(
         .env("secret", SECRET)
         .env("DOWNLOADER_CERT_DIRS", fixtures())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .env("DOWNLOADER_LOG_FORMAT", "json")
+        .stderr(match std::env::var_os("BENCH_AGENT_LOG") {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path)?),
+            None => std::process::Stdio::null(),
+        })
         .spawn()?;
     let pid = child.id();
     let cert = data.join("agent-cert.pem");

@@ -484,3 +484,33 @@ async fn a_configured_keystore_is_the_agents_identity() {
     );
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn use_ssl_false_serves_plain_http() {
+    let server = upstream::start(Setup::default()).await;
+    let mut config = support::config();
+    config.use_ssl = false;
+    let agent = Agent::build(config).await.expect("build");
+    assert!(!agent.started().https && agent.started().fingerprint.is_none());
+    let listener = agent.bind().await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    let job = with_identity(&server.url("/")).to_string();
+    let outcome = engine::Engine::new()
+        .run(
+            engine::Job::builder("POST", format!("http://127.0.0.1:{port}/api/v1/jobs"))
+                .header("Authorization", basic(APIKEY, SECRET))
+                .body(job)
+                .build()
+                .expect("job"),
+        )
+        .await;
+    let response = outcome.response.expect("answer");
+    assert_eq!(response.status_code, 200);
+    assert!(response.body.text().unwrap_or("").contains("\"ok\":true"));
+    let _ = tx.send(());
+    let _ = task.await;
+}
