@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agent::{Agent, Config};
 use serde_json::json;
-use support::upstream::{self, Setup};
+use support::upstream;
 use support::{APIKEY, SECRET, STORE, basic};
 
 fn with_identity(url: &str) -> serde_json::Value {
@@ -86,7 +86,7 @@ async fn zero_config_generates_identity_and_credentials_once() {
 
 #[tokio::test]
 async fn wrong_or_missing_credentials_get_401_and_run_nothing() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let agent = support::start(support::config()).await;
     let body = json!({"url": server.url("/")}).to_string();
     for auth in [
@@ -116,7 +116,7 @@ async fn wrong_or_missing_credentials_get_401_and_run_nothing() {
 
 #[tokio::test]
 async fn single_and_batch_jobs_return_results_in_order() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let agent = support::start(support::config()).await;
     let single = agent.jobs(&with_identity(&server.url("/one"))).await;
     assert_eq!(single["ok"], true, "{single}");
@@ -158,7 +158,7 @@ async fn single_and_batch_jobs_return_results_in_order() {
 
 #[tokio::test]
 async fn templates_resolve_from_vars_and_unresolved_names_fail() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let agent = support::start(support::config()).await;
     let result = agent
         .jobs(&json!({
@@ -233,7 +233,7 @@ async fn unsupported_options_say_so() {
 
 #[tokio::test]
 async fn health_needs_no_auth_and_metrics_parse() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let mut config = support::config();
     config.default_cert = Some(agent::config::CertRef {
         path: support::fixture("client/rsa2048/openssl.p12"),
@@ -300,7 +300,7 @@ async fn health_needs_no_auth_and_metrics_parse() {
 
 #[tokio::test]
 async fn over_the_queue_limit_new_jobs_get_503() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let mut config = support::config();
     config.max_jobs = 1;
     config.queue_limit = 1;
@@ -346,7 +346,7 @@ async fn over_the_queue_limit_new_jobs_get_503() {
 
 #[tokio::test]
 async fn shutdown_finishes_an_in_flight_slow_job() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let mut agent = support::start(support::config()).await;
     let port = agent.port;
     let slow = with_identity(&server.url("/delay"));
@@ -487,7 +487,7 @@ async fn a_configured_keystore_is_the_agents_identity() {
 
 #[tokio::test]
 async fn use_ssl_false_serves_plain_http() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let mut config = support::config();
     config.use_ssl = false;
     let agent = Agent::build(config).await.expect("build");

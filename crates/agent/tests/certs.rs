@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use agent::{Config, Flags};
 use serde_json::json;
-use support::upstream::{self, Setup};
+use support::upstream;
 use support::{APIKEY, SECRET, STORE, install, replace, seen_subject};
 
 fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
@@ -20,7 +20,7 @@ fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn seed_style_env_certificate_is_used_by_a_job_without_config() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let data = support::temp_dir("seed");
     let source = env(&[
         ("apikey", APIKEY.into()),
@@ -56,7 +56,7 @@ async fn seed_style_env_certificate_is_used_by_a_job_without_config() {
 
 #[tokio::test]
 async fn job_beats_host_rule_beats_default() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let port = server.port;
     let file = support::temp_dir("rules").join("agent.toml");
     let fixture = |path: &str| support::fixture(path).display().to_string();
@@ -136,7 +136,7 @@ password_env = "EXACT_PASSWORD"
 
 #[tokio::test]
 async fn job_paths_must_stay_inside_the_certificate_directories() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let dir = support::temp_dir("confine");
     install("client/p256/openssl.p12", &dir, "a.p12");
     std::fs::create_dir_all(dir.join("sub")).expect("sub");
@@ -185,7 +185,7 @@ async fn job_paths_must_stay_inside_the_certificate_directories() {
 
 #[tokio::test]
 async fn rotation_without_restart_and_broken_replacements_keep_the_last_good() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let dir = support::temp_dir("rotate");
     install("client/rsa2048/openssl.p12", &dir, "client.p12");
     let trust = install("ca/other-root.pem", &dir, "trust.pem");
@@ -253,7 +253,7 @@ async fn rotation_without_restart_and_broken_replacements_keep_the_last_good() {
 
 #[tokio::test]
 async fn an_unknown_keystore_with_a_wrong_password_is_a_typed_error() {
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let mut config = support::config();
     config.cert_dirs = vec![support::fixture("client").canonicalize().expect("dir")];
     let agent = support::start(config).await;

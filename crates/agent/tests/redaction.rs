@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use agent::LogFormat;
 use serde_json::json;
-use support::upstream::{self, Setup};
+use support::upstream;
 use support::{APIKEY, SECRET, STORE, basic};
 
 #[derive(Clone, Default)]
@@ -42,7 +42,7 @@ async fn no_secret_in_logs_or_results() {
     // JSON logs carry every field verbatim, so they are the stricter check.
     agent::log::init_with_writer(LogFormat::Json, move || writer.clone());
 
-    let server = upstream::start(Setup::default()).await;
+    let server = upstream::start().await;
     let dir = support::temp_dir("redaction");
     support::install("client/p256/openssl.p12", &dir, "client.p12");
     let mut config = support::config();

@@ -1,6 +1,6 @@
 //! The agent in-process on 127.0.0.1:0, and a client that talks to it over real HTTPS (the
-//! engine itself, with the agent's self-signed certificate not verified). Upstreams are the
-//! engine tests' in-process rustls server and the interop peers (nginx, openssl s_server).
+//! engine itself, with the agent's self-signed certificate not verified). Upstreams are an
+//! in-process rustls server ([`upstream`]) and the interop peers (nginx, openssl s_server).
 
 #![allow(dead_code)] // reason: each test file uses part of these helpers
 
@@ -14,11 +14,11 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-#[path = "../../../engine/tests/common/mod.rs"]
+#[path = "../../../../tests/interop/peers.rs"]
+pub(crate) mod peers;
 pub(crate) mod upstream;
 
-pub(crate) use upstream::fixture;
-pub(crate) use upstream::peers;
+pub(crate) use peers::fixture;
 
 /// The fixture keystore password.
 pub(crate) const STORE: &str = "Fx-store-7431";
