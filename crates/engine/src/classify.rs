@@ -140,6 +140,13 @@ pub(crate) fn exchange(
     }
 }
 
+/// The response head was larger than the job allows.
+pub(crate) fn head_too_large(error: &hyper::Error, limit: usize) -> Option<Error> {
+    // `is_parse_too_large` exists only with hyper's server feature; the message is stable.
+    (error.is_parse() && error.to_string().contains("too large"))
+        .then_some(Error::HeadersTooLarge { limit })
+}
+
 /// The TLS error inside `error`.
 pub(crate) fn tls(error: &rustls::Error, seen: &Seen<'_>) -> Error {
     match error {

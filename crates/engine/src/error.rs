@@ -100,6 +100,46 @@ pub enum Error {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// The response body is compressed and does not decode (corrupt or truncated).
+    BodyDecode {
+        /// The `Content-Encoding`.
+        encoding: String,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// The response head is larger than the job's header limit.
+    HeadersTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// More redirects than the job allows, or a redirect loop.
+    RedirectLimit {
+        /// The limit.
+        limit: u32,
+        /// Whether a request repeated one made before.
+        looped: bool,
+    },
+    /// The proxy could not be reached (refused, unreachable, closed, timed out).
+    ProxyUnreachable {
+        /// The proxy's `host:port`.
+        proxy: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The proxy answered 407: it wants (other) credentials.
+    ProxyAuthRequired {
+        /// The proxy's `host:port`.
+        proxy: String,
+        /// Whether credentials were sent.
+        sent: bool,
+    },
+    /// The proxy refused to open a CONNECT tunnel.
+    ProxyTunnelRefused {
+        /// The proxy's `host:port`.
+        proxy: String,
+        /// The proxy's status line.
+        status: String,
+    },
     /// A keystore or trust store could not be used.
     Keystore {
         /// Which one.
@@ -202,6 +242,12 @@ impl Error {
             Self::HttpProtocol { .. } => "http.protocol",
             Self::Timeout { .. } => "timeout",
             Self::BodyTooLarge { .. } => "body.too_large",
+            Self::BodyDecode { .. } => "body.decode",
+            Self::HeadersTooLarge { .. } => "http.headers_too_large",
+            Self::RedirectLimit { .. } => "redirect.limit",
+            Self::ProxyUnreachable { .. } => "proxy.unreachable",
+            Self::ProxyAuthRequired { .. } => "proxy.auth_required",
+            Self::ProxyTunnelRefused { .. } => "proxy.tunnel_refused",
             Self::Keystore { source, .. } => source.kind(),
             Self::Unreadable { .. } => "keystore.unreadable",
             Self::Internal { .. } => "internal",
@@ -255,6 +301,31 @@ impl Error {
                 "the response is larger than {limit} bytes; raise the body limit if you need \
                  all of it"
             ),
+            Self::BodyDecode { .. } => "the server's compressed body is corrupt; set your own \
+                 Accept-Encoding (e.g. identity) to receive it undecoded"
+                .into(),
+            Self::HeadersTooLarge { .. } => {
+                "the server sends a very large head; raise the response header limit".into()
+            }
+            Self::RedirectLimit { looped: true, .. } => {
+                "the redirects go round in a loop: check the server's Location headers".into()
+            }
+            Self::RedirectLimit { .. } => {
+                "raise max_redirects (--max-redirects) or request the final URL directly".into()
+            }
+            Self::ProxyUnreachable { .. } => {
+                "check the proxy address and port, and that the proxy is running".into()
+            }
+            Self::ProxyAuthRequired { sent: true, .. } => {
+                "the proxy rejected the credentials: check the proxy user and password".into()
+            }
+            Self::ProxyAuthRequired { .. } => {
+                "give proxy credentials (--proxy-user, or username/password in the proxy rule)"
+                    .into()
+            }
+            Self::ProxyTunnelRefused { .. } => "the proxy does not allow a tunnel to this host \
+                 and port: check its access rules, or exclude the host (NO_PROXY, NONE)"
+                .into(),
             Self::Keystore { source, .. } => source.hint(),
             Self::Unreadable { .. } => "check the path and the file's permissions".into(),
             Self::Internal { .. } => "this is a bug in the downloader; please report it".into(),
@@ -369,6 +440,25 @@ impl fmt::Display for Error {
             }
             Self::BodyTooLarge { limit } => {
                 write!(f, "the response body exceeds the limit of {limit} bytes")
+            }
+            Self::BodyDecode { encoding, detail } => {
+                write!(f, "the {encoding} response body does not decode: {detail}")
+            }
+            Self::HeadersTooLarge { limit } => {
+                write!(f, "the response head exceeds the limit of {limit} bytes")
+            }
+            Self::RedirectLimit { looped: true, .. } => write!(f, "the redirects loop"),
+            Self::RedirectLimit { limit, .. } => {
+                write!(f, "more than {limit} redirects")
+            }
+            Self::ProxyUnreachable { proxy, detail } => {
+                write!(f, "cannot reach the proxy {proxy}: {detail}")
+            }
+            Self::ProxyAuthRequired { proxy, .. } => {
+                write!(f, "the proxy {proxy} requires authentication (407)")
+            }
+            Self::ProxyTunnelRefused { proxy, status } => {
+                write!(f, "the proxy {proxy} refused the tunnel: {status}")
             }
             Self::Keystore { material, source } => write!(f, "{material}: {source}"),
             Self::Unreadable {

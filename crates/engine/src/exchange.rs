@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 
 use crate::job::Job;
+use crate::proxy::Proxy;
 
 /// The sending half of a connection, and its driver task.
 pub(crate) struct Connection {
@@ -39,17 +40,28 @@ pub struct Body {
 pub(crate) struct ReadBody {
     pub(crate) body: Body,
     pub(crate) truncated: bool,
+    /// Bytes received (before decoding).
+    pub(crate) size: u64,
+    /// The encoding that was decoded, if any.
+    pub(crate) decoded: Option<String>,
 }
 
 impl Connection {
     /// Starts HTTP on `io`; the connection is driven by a spawned task.
-    pub(crate) async fn start<T>(io: T, http2: bool) -> Result<Self, hyper::Error>
+    pub(crate) async fn start<T>(
+        io: T,
+        http2: bool,
+        header_limit: usize,
+    ) -> Result<Self, hyper::Error>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let io = TokioIo::new(io);
         if http2 {
-            let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await?;
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(u32::try_from(header_limit).unwrap_or(u32::MAX))
+                .handshake(io)
+                .await?;
             let driver = tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -58,7 +70,12 @@ impl Connection {
                 driver,
             })
         } else {
-            let (sender, connection) = http1::handshake(io).await?;
+            // hyper refuses read buffers under 8 KiB.
+            let (sender, connection) = http1::Builder::new()
+                .max_header_size(header_limit)
+                .max_buf_size(header_limit.max(8192).saturating_add(8192))
+                .handshake(io)
+                .await?;
             let driver = tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -75,9 +92,24 @@ impl Connection {
         request: Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, hyper::Error> {
         match &mut self.sender {
-            Sender::Http1(sender) => sender.send_request(request).await,
-            Sender::Http2(sender) => sender.send_request(request).await,
+            Sender::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+            Sender::Http2(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
         }
+    }
+
+    /// Whether the connection can still carry a request.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.driver.is_finished()
+            && match &self.sender {
+                Sender::Http1(sender) => !sender.is_closed(),
+                Sender::Http2(sender) => !sender.is_closed(),
+            }
     }
 }
 
@@ -88,10 +120,15 @@ impl Drop for Connection {
     }
 }
 
-/// The request for `job`: origin-form URI and `Host` for HTTP/1.1, absolute URI for HTTP/2.
-pub(crate) fn request(job: &Job, http2: bool) -> Result<Request<Full<Bytes>>, http::Error> {
+/// The request for `job`: origin-form URI and `Host` for HTTP/1.1, absolute URI for HTTP/2
+/// and for an HTTP proxy (which also gets the proxy's credentials).
+pub(crate) fn request(
+    job: &Job,
+    http2: bool,
+    proxy: Option<&Proxy>,
+) -> Result<Request<Full<Bytes>>, http::Error> {
     let url = &job.url;
-    let uri = if http2 {
+    let uri = if http2 || proxy.is_some() {
         url.as_str().to_owned()
     } else {
         let mut target = url.path().to_owned();
@@ -107,6 +144,9 @@ pub(crate) fn request(job: &Job, http2: bool) -> Result<Request<Full<Bytes>>, ht
         .body(Full::new(job.body.clone()))?;
     let headers = request.headers_mut();
     headers.extend(job.headers.clone());
+    if let Some(value) = proxy.and_then(Proxy::authorization) {
+        headers.insert(header::PROXY_AUTHORIZATION, value);
+    }
     if !http2 && !headers.contains_key(header::HOST) {
         let host = match (url.host_str(), url.port()) {
             (Some(host), Some(port)) => format!("{host}:{port}"),
@@ -142,6 +182,7 @@ pub(crate) async fn read_body(body: &mut Incoming, limit: u64) -> Result<ReadBod
         if data.len() as u64 > room {
             let keep = usize::try_from(room).unwrap_or(usize::MAX);
             chunks.push(data.slice(..keep));
+            size += keep as u64;
             truncated = true;
             break;
         }
@@ -151,6 +192,8 @@ pub(crate) async fn read_body(body: &mut Incoming, limit: u64) -> Result<ReadBod
     Ok(ReadBody {
         body: Body::new(join(chunks)),
         truncated,
+        size,
+        decoded: None,
     })
 }
 
@@ -197,6 +240,10 @@ impl Body {
     pub(crate) fn new(bytes: Bytes) -> Self {
         let utf8 = std::str::from_utf8(&bytes).is_ok();
         Self { bytes, utf8 }
+    }
+
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.bytes
     }
 
     /// The raw bytes.

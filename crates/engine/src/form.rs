@@ -29,6 +29,21 @@ pub struct EncodedBody {
     pub content_type: String,
 }
 
+impl crate::job::JobBuilder {
+    /// The body is this URL-encoded form (and `Content-Type` says so unless a header sets it).
+    pub fn form<'a>(mut self, fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.form = Some(urlencoded(fields));
+        self
+    }
+
+    /// The body is `multipart/form-data` with these parts (fields, and files with a file
+    /// name and content type); `Content-Type` carries the boundary.
+    pub fn multipart(mut self, parts: &[Part]) -> Self {
+        self.form = Some(multipart(parts));
+        self
+    }
+}
+
 /// `application/x-www-form-urlencoded`, fields in the given order.
 pub fn urlencoded<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> EncodedBody {
     let mut serializer = url::form_urlencoded::Serializer::new(String::new());

@@ -15,6 +15,10 @@ use crate::error::JobError;
 
 /// The default response body limit: 50 MiB.
 pub const DEFAULT_BODY_LIMIT: u64 = 50 * 1024 * 1024;
+/// The default number of redirects followed.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+/// The default limit on the size of the request head and of the response head: 64 KiB.
+pub const DEFAULT_HEADER_LIMIT: usize = 64 * 1024;
 /// The default whole-job limit.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default limit for TCP connect and, separately, for the TLS handshake.
@@ -44,6 +48,24 @@ pub struct Job {
     pub(crate) connect_timeout: Duration,
     pub(crate) first_byte_timeout: Option<Duration>,
     pub(crate) body_limit: u64,
+    pub(crate) http_options: HttpOptions,
+}
+
+/// The HTTP options of a job beyond the request itself: redirects, proxies, connection reuse
+/// and size limits. Set through [`JobBuilder`].
+#[derive(Clone)]
+pub(crate) struct HttpOptions {
+    /// `None`: follow for GET and HEAD only (the reference system's rule).
+    pub(crate) follow_redirects: Option<bool>,
+    pub(crate) max_redirects: u32,
+    /// Identities for hosts other than the URL's, selected by `host:port` on redirects.
+    pub(crate) host_identities: Vec<(String, u16, IdentitySource)>,
+    pub(crate) proxy: Option<crate::proxy::ProxyRules>,
+    pub(crate) keep_alive: bool,
+    pub(crate) decoded_limit: u64,
+    pub(crate) response_header_limit: usize,
+    /// Whether the engine added `Accept-Encoding` (and so decodes the body).
+    pub(crate) decodes: bool,
 }
 
 /// Where keystore bytes come from.
@@ -111,7 +133,7 @@ pub enum TlsVersion {
 }
 
 /// Which HTTP version to speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum HttpVersion {
     /// HTTP/2 when the server offers it through ALPN, else HTTP/1.1.
     #[default]
@@ -144,6 +166,9 @@ pub struct JobBuilder {
     connect_timeout: Duration,
     first_byte_timeout: Option<Duration>,
     body_limit: u64,
+    pub(crate) http_options: HttpOptions,
+    pub(crate) request_header_limit: usize,
+    pub(crate) form: Option<crate::form::EncodedBody>,
 }
 
 impl Job {
@@ -169,6 +194,18 @@ impl Job {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             first_byte_timeout: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            http_options: HttpOptions {
+                follow_redirects: None,
+                max_redirects: DEFAULT_MAX_REDIRECTS,
+                host_identities: Vec::new(),
+                proxy: None,
+                keep_alive: false,
+                decoded_limit: DEFAULT_BODY_LIMIT,
+                response_header_limit: DEFAULT_HEADER_LIMIT,
+                decodes: false,
+            },
+            request_header_limit: DEFAULT_HEADER_LIMIT,
+            form: None,
         }
     }
 
@@ -320,6 +357,20 @@ impl JobBuilder {
         self
     }
 
+    /// The largest request head (URL and headers), checked when the job is built (default
+    /// [`DEFAULT_HEADER_LIMIT`]).
+    pub fn request_header_limit(mut self, bytes: usize) -> Self {
+        self.request_header_limit = bytes;
+        self
+    }
+
+    /// The largest response head accepted; a larger one ends in `http.headers_too_large`
+    /// (default [`DEFAULT_HEADER_LIMIT`]; HTTP/1.1 never goes below 8 KiB).
+    pub fn response_header_limit(mut self, bytes: usize) -> Self {
+        self.http_options.response_header_limit = bytes;
+        self
+    }
+
     /// Checks everything that can be checked without the network.
     pub fn build(self) -> Result<Job, JobError> {
         let method = Method::from_bytes(self.method.trim().to_ascii_uppercase().as_bytes())
@@ -352,6 +403,35 @@ impl JobBuilder {
             })?;
             value.set_sensitive(is_secret_header(&header));
             headers.append(header, value);
+        }
+        if let Some(form) = &self.form {
+            if !self.body.is_empty() {
+                return Err(JobError::new("a job has either a body or a form, not both"));
+            }
+            if !headers.contains_key(http::header::CONTENT_TYPE)
+                && let Ok(value) = HeaderValue::from_str(&form.content_type)
+            {
+                headers.insert(http::header::CONTENT_TYPE, value);
+            }
+        }
+        let head_size: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>()
+            + url.as_str().len();
+        if head_size > self.request_header_limit {
+            return Err(JobError::new(format!(
+                "the request head is {head_size} bytes, above the limit of {} bytes",
+                self.request_header_limit
+            )));
+        }
+        let mut http_options = self.http_options;
+        if !headers.contains_key(http::header::ACCEPT_ENCODING) {
+            headers.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static(crate::decode::ACCEPTED),
+            );
+            http_options.decodes = true;
         }
         // Credentials in the URL become Basic authorization, as curl does, and leave the URL
         // so that it can be shown in results.
@@ -398,7 +478,10 @@ impl JobBuilder {
             method,
             url,
             headers,
-            body: self.body,
+            body: match self.form {
+                Some(form) => form.data,
+                None => self.body,
+            },
             identity: self.identity,
             trust,
             trust_store: self.trust_store,
@@ -412,6 +495,7 @@ impl JobBuilder {
             connect_timeout: self.connect_timeout,
             first_byte_timeout: self.first_byte_timeout,
             body_limit: self.body_limit,
+            http_options,
         })
     }
 }
@@ -489,6 +573,27 @@ impl fmt::Debug for Job {
             .field("connect_timeout", &self.connect_timeout)
             .field("first_byte_timeout", &self.first_byte_timeout)
             .field("body_limit", &self.body_limit)
+            .field("http_options", &self.http_options)
+            .finish()
+    }
+}
+
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hosts: Vec<(&str, u16)> = self
+            .host_identities
+            .iter()
+            .map(|(host, port, _)| (host.as_str(), *port))
+            .collect();
+        f.debug_struct("HttpOptions")
+            .field("follow_redirects", &self.follow_redirects)
+            .field("max_redirects", &self.max_redirects)
+            .field("host_identities", &hosts)
+            .field("proxy", &self.proxy)
+            .field("keep_alive", &self.keep_alive)
+            .field("decoded_limit", &self.decoded_limit)
+            .field("response_header_limit", &self.response_header_limit)
+            .field("decodes", &self.decodes)
             .finish()
     }
 }

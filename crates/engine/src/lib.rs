@@ -32,12 +32,17 @@
 
 mod classify;
 mod connect;
+mod decode;
+mod dial;
 mod error;
 mod exchange;
 mod form;
 mod job;
 mod material;
 mod outcome;
+mod pool;
+mod proxy;
+mod redirect;
 mod report;
 mod run;
 mod spec;
@@ -48,12 +53,14 @@ pub use error::{Error, HandshakeFacts, JobError, Material};
 pub use exchange::Body;
 pub use form::{EncodedBody, Part, multipart, urlencoded};
 pub use job::{
-    DEFAULT_BODY_LIMIT, HttpVersion, IdentitySource, Job, JobBuilder, Source, TlsVersion,
-    TrustMode, TrustSource,
+    DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, DEFAULT_MAX_REDIRECTS, HttpVersion, IdentitySource,
+    Job, JobBuilder, Source, TlsVersion, TrustMode, TrustSource,
 };
 pub use outcome::{
     ClientCertificate, ErrorInfo, Metrics, Outcome, RequestInfo, Response, ServerCertificate,
     TlsInfo,
 };
+pub use proxy::{Proxy, ProxyRules};
+pub use redirect::Redirect;
 pub use run::Engine;
 pub use spec::{JobSpec, OneOrMany, OptionsSpec, StoreSpec, parse_resolve, seconds_to_duration};

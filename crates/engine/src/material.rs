@@ -30,6 +30,9 @@ const CACHE_LIMIT: usize = 256;
 pub(crate) struct LoadedIdentity {
     pub(crate) identity: Identity,
     pub(crate) leaf: CertificateInfo,
+    /// SHA-256 over what it was made from (files by identity, bytes, password digests): the
+    /// identity part of a pooled connection's key.
+    pub(crate) fingerprint: [u8; 32],
 }
 
 /// Verifiers by trust mode and custom store.
@@ -85,11 +88,12 @@ impl Materials {
             return Ok(found.clone());
         }
         let owned = source.clone();
-        let loaded = tokio::task::spawn_blocking(move || parse_identity(&owned))
+        let mut loaded = tokio::task::spawn_blocking(move || parse_identity(&owned))
             .await
             .map_err(|error| Error::Internal {
                 detail: format!("identity loading task failed: {error}"),
             })??;
+        loaded.fingerprint = fingerprint(&key);
         let loaded = Arc::new(loaded);
         insert(&self.identities, key, loaded.clone());
         Ok(loaded)
@@ -225,7 +229,31 @@ fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
         })
     })?;
     let leaf = CertificateInfo::from_der(leaf_der).map_err(fail)?;
-    Ok(LoadedIdentity { identity, leaf })
+    Ok(LoadedIdentity {
+        identity,
+        leaf,
+        fingerprint: [0; 32],
+    })
+}
+
+/// The trust part of a pooled connection's key: mode, verification and the custom store.
+pub(crate) fn trust_fingerprint(
+    mode: TrustMode,
+    store: Option<&TrustSource>,
+    insecure: bool,
+) -> Result<[u8; 32], Error> {
+    let key = match store {
+        Some(store) if mode != TrustMode::System && !insecure => Some(Key {
+            sources: vec![source_key(&store.source, Material::Trust)?],
+            secrets: secrets_digest(&[store.password.as_ref()], None),
+        }),
+        _ => None,
+    };
+    Ok(fingerprint(&(mode, insecure, key)))
+}
+
+fn fingerprint(value: &impl std::fmt::Debug) -> [u8; 32] {
+    Sha256::digest(format!("{value:?}").as_bytes()).into()
 }
 
 fn parse_trust(store: &TrustSource) -> Result<RootCertStore, Error> {

@@ -9,9 +9,9 @@ use crate::exchange::Body;
 
 /// The result of a job: a response, or an error, with whatever was learned on the way.
 ///
-/// The field names are a contract; fields may be added.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The field names are a contract; fields may be added. The redirects followed are serialized
+/// as `redirects` (after `response`); in Rust they are [`Outcome::redirects`].
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// The job's id, echoed.
     pub id: Option<String>,
@@ -29,8 +29,7 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// Why the job failed, when `ok` is false.
     pub error: Option<ErrorInfo>,
-    /// The typed error behind `error`, for callers in the same process.
-    #[serde(skip)]
+    /// The typed error behind `error`, for callers in the same process (not serialized).
     pub failure: Option<Error>,
 }
 
@@ -48,6 +47,8 @@ pub struct RequestInfo {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Response {
+    /// The URL that gave this response (differs from the request's after redirects).
+    pub url: String,
     /// The status code.
     pub status_code: u16,
     /// The reason phrase (the server's, else the standard one).
@@ -60,8 +61,10 @@ pub struct Response {
     pub body: Body,
     /// `utf8` or `base64`.
     pub body_encoding: &'static str,
-    /// Body bytes received (before encoding).
+    /// Body bytes received, before decoding and before base64.
     pub size: u64,
+    /// The `Content-Encoding` the engine decoded (`gzip`, `deflate`, `br`), if any.
+    pub decoded: Option<String>,
     /// Whether the body was cut at the body limit.
     pub truncated: bool,
 }
@@ -90,6 +93,16 @@ pub struct Metrics {
     pub fetch: Option<f64>,
     /// The whole job, including loading keystores and building the result.
     pub overall: f64,
+    /// How many redirects were followed before this response.
+    pub redirects: u32,
+    /// Whether the request went over a kept-alive connection (no dns, connect, tls).
+    pub connection_reused: bool,
+    /// Opening the CONNECT tunnel through a proxy (`connect` is then the TCP connect to the
+    /// proxy).
+    pub proxy: Option<f64>,
+    /// The redirects followed (serialized at the top of the outcome, not here).
+    #[serde(skip)]
+    pub(crate) hops: Vec<crate::redirect::Redirect>,
 }
 
 /// What the TLS handshake showed, kept even when it failed.
@@ -190,9 +203,31 @@ impl Outcome {
         self.failure = Some(error);
     }
 
+    /// The redirects followed before the final response (or failure), in order.
+    pub fn redirects(&self) -> &[crate::redirect::Redirect] {
+        &self.metrics.hops
+    }
+
     /// The error kind, when the job failed.
     pub fn kind(&self) -> Option<&'static str> {
         self.error.as_ref().map(|error| error.kind)
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Outcome", 9)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("ok", &self.ok)?;
+        out.serialize_field("request", &self.request)?;
+        out.serialize_field("response", &self.response)?;
+        out.serialize_field("redirects", &self.metrics.hops)?;
+        out.serialize_field("metrics", &self.metrics)?;
+        out.serialize_field("tls", &self.tls)?;
+        out.serialize_field("warnings", &self.warnings)?;
+        out.serialize_field("error", &self.error)?;
+        out.end()
     }
 }
 

@@ -64,7 +64,9 @@ pub(crate) fn outcome(job: &Job, progress: Progress, result: Result<(), Error>) 
                 .unwrap_or_default(),
             http_version: exchange::version_text(parts.version).to_owned(),
             headers: exchange::headers(&parts.headers),
-            size: body.len() as u64,
+            size: read.map_or(0, |read| read.size),
+            decoded: read.and_then(|read| read.decoded.clone()),
+            url: job.display_url(),
             body_encoding: body.encoding(),
             body,
             truncated: read.is_some_and(|read| read.truncated),
@@ -81,7 +83,11 @@ pub(crate) fn outcome(job: &Job, progress: Progress, result: Result<(), Error>) 
             url: job.display_url(),
         },
         response,
-        metrics: progress.timeline.metrics(Instant::now()),
+        metrics: {
+            let mut metrics = progress.timeline.metrics(Instant::now());
+            metrics.connection_reused = progress.reused;
+            metrics
+        },
         tls,
         warnings,
         error: None,

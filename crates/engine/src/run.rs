@@ -5,19 +5,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use sha2::{Digest, Sha256};
 
 use crate::classify::{self, Phase, Seen};
-use crate::connect;
+use crate::decode;
+use crate::dial::{self, Dialed, TlsParts};
 use crate::error::{Error, HandshakeFacts, JobError};
-use crate::exchange::{self, Connection, ReadBody};
-use crate::job::{HttpVersion, Job};
-use crate::material::{LoadedIdentity, Materials};
+use crate::exchange::{self, Body, ReadBody};
+use crate::job::Job;
+use crate::material::{self, LoadedIdentity, Materials};
 use crate::outcome::{Outcome, RequestInfo};
+use crate::pool::{Pool, PoolKey, Pooled};
+use crate::proxy::Proxy;
+use crate::redirect::{self, Redirect};
 use crate::report;
-use crate::timing::{IoMarks, TimedIo, Timeline};
-use crate::tls::{self, Recorder};
+use crate::timing::Timeline;
+use crate::tls::Recorder;
 
 /// Runs jobs. Cheap to clone; clones share the caches of parsed identities and trust stores.
 ///
@@ -31,6 +34,7 @@ pub struct Engine {
 struct Inner {
     provider: Arc<CryptoProvider>,
     materials: Materials,
+    pool: Pool,
 }
 
 /// What a job has learned so far; it becomes the outcome, whatever happens.
@@ -45,6 +49,8 @@ pub(crate) struct Progress {
     pub(crate) negotiated: Option<Negotiated>,
     pub(crate) head: Option<http::response::Parts>,
     pub(crate) body: Option<ReadBody>,
+    /// Whether the request went over a kept-alive connection.
+    pub(crate) reused: bool,
 }
 
 /// What the completed handshake agreed on.
@@ -67,6 +73,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 materials: Materials::new(provider.clone()),
                 provider,
+                pool: Pool::default(),
             }),
         }
     }
@@ -113,21 +120,59 @@ impl Default for Engine {
 }
 
 impl Inner {
-    async fn execute(&self, job: Job) -> Outcome {
-        let mut progress = Progress {
-            timeline: Timeline::start(),
-            recorder: Recorder::default(),
-            identity: None,
-            tls_started: false,
-            sni: None,
-            negotiated: None,
-            head: None,
-            body: None,
-        };
-        let result = self.attempt(&job, &mut progress).await;
-        report::outcome(&job, progress, result)
+    /// Runs the job and the redirects it follows; the last hop gives the outcome.
+    async fn execute(&self, original: Job) -> Outcome {
+        let job_start = Instant::now();
+        let follows = redirect::follows(&original);
+        let mut current = original.clone();
+        let mut hops: Vec<Redirect> = Vec::new();
+        let mut seen: Vec<(http::Method, url::Url)> = Vec::new();
+        loop {
+            let mut progress = Progress::new();
+            let mut result = self.attempt(&current, &mut progress).await;
+            let target = match (&result, &progress.head) {
+                (Ok(()), Some(head)) if follows => {
+                    redirect::location(head.status, &head.headers, &current.url)
+                        .map(|to| (head.status, to))
+                }
+                _ => None,
+            };
+            if let Some((status, to)) = target {
+                seen.push((current.method.clone(), current.url.clone()));
+                let hop = Redirect {
+                    url: current.display_url(),
+                    method: current.method.to_string(),
+                    status_code: status.as_u16(),
+                    location: to.to_string(),
+                    identity: progress.identity.is_some(),
+                    metrics: progress.timeline.metrics(Instant::now()),
+                };
+                match redirect::next(&original, &current, status, to, hops.len(), &seen) {
+                    Ok(next) => {
+                        hops.push(hop);
+                        current = next;
+                        continue;
+                    }
+                    Err(error) => {
+                        hops.push(hop);
+                        result = Err(error);
+                    }
+                }
+            }
+            let mut outcome = report::outcome(&current, progress, result);
+            outcome.request = RequestInfo {
+                method: original.method.to_string(),
+                url: original.display_url(),
+            };
+            outcome.metrics.overall = millis(job_start.elapsed());
+            outcome.metrics.redirects = u32::try_from(hops.len()).unwrap_or(u32::MAX);
+            outcome.metrics.hops = hops;
+            return outcome;
+        }
     }
 
+    /// One request: over a kept-alive connection when the job allows and one fits, else (or
+    /// when that one turns out dead, for idempotent methods) over a fresh one.
     async fn attempt(&self, job: &Job, progress: &mut Progress) -> Result<(), Error> {
         if let Some(source) = &job.identity {
             progress.identity = Some(self.materials.identity(source).await?);
@@ -143,116 +188,94 @@ impl Inner {
             None
         };
         let deadline = progress.timeline.job_start + job.timeout;
-        let (host, port) = job.host_port();
-        let target = format!("{host}:{port}");
-        progress.timeline.net_start = Some(Instant::now());
-
-        let limit = Some(job.connect_timeout);
-        let addresses = within(deadline, limit, job, Phase::Dns, &target, async {
-            connect::lookup(job, &host, port).await
-        })
-        .await?
-        .map_err(|error| classify::dns(&host, &error))?;
-        progress.timeline.dns_end = Some(Instant::now());
-
-        let tcp = within(deadline, limit, job, Phase::Connect, &target, async {
-            connect::connect(&addresses).await
-        })
-        .await?
-        .map_err(|(tried, error)| classify::connect(&tried, &error))?;
-        progress.timeline.connect_end = Some(Instant::now());
-
-        let marks = IoMarks::new();
-        let Some(verifier) = verifier else {
-            let http2 = job.http == HttpVersion::Http2;
-            let io = TimedIo::new(tcp, marks.clone());
-            return self
-                .exchange(job, io, &marks, http2, deadline, progress)
+        let (host, _) = job.host_port();
+        let proxy = job
+            .http_options
+            .proxy
+            .as_ref()
+            .and_then(|rules| rules.select(job.url.scheme(), &host))
+            .cloned();
+        let key = if job.http_options.keep_alive {
+            Some(self.pool_key(job, progress, proxy.as_ref())?)
+        } else {
+            None
+        };
+        if let Some(pooled) = key.as_ref().and_then(|key| self.pool.take(key)) {
+            progress.reuse(&pooled);
+            let dialed = Dialed {
+                connection: pooled.connection,
+                http2: pooled.http2,
+                marks: pooled.marks,
+            };
+            let result = self
+                .exchange(job, dialed, proxy.as_ref(), key.clone(), deadline, progress)
                 .await;
-        };
-
-        let name_text = job.sni.clone().unwrap_or_else(|| host.clone());
-        let name = ServerName::try_from(name_text.clone()).map_err(|_| {
-            Error::InvalidRequest(JobError::new(format!(
-                "'{name_text}' is not a valid TLS server name"
-            )))
-        })?;
-        progress.sni = match &name {
-            ServerName::DnsName(dns) => Some(dns.as_ref().to_owned()),
-            _ => None,
-        };
-        let settings = tls::Settings {
+            let dead = progress.head.is_none()
+                && matches!(
+                    result,
+                    Err(Error::HttpProtocol { .. } | Error::ClientCertRejected { .. })
+                );
+            if !(dead && is_idempotent(&job.method)) {
+                return result;
+            }
+            // The server had closed the idle connection: once more on a fresh one.
+            let identity = progress.identity.take();
+            *progress = Progress::new_at(progress.timeline.job_start);
+            progress.identity = identity;
+        }
+        let tls_parts = verifier.map(|verifier| TlsParts {
             provider: &self.provider,
             verifier,
-            verifies: !job.insecure,
-            identity: progress.identity.as_deref(),
-            min: job.tls_min,
-            max: job.tls_max,
-            http: job.http,
-        };
-        let config = tls::client_config(settings, &progress.recorder).map_err(|error| {
-            Error::TlsProtocol {
-                detail: format!("cannot configure TLS: {error}"),
-            }
-        })?;
-        progress.tls_started = true;
-        let handshake = connect::handshake(tcp, Arc::new(config), name);
-        let stream = within(deadline, limit, job, Phase::Handshake, &target, handshake)
-            .await?
-            .map_err(|error| {
-                let (facts, top_issuer) = report::facts(progress);
-                let seen = Seen {
-                    facts: &facts,
-                    server_name: &name_text,
-                    top_issuer: top_issuer.as_deref(),
-                };
-                classify::handshake(&error, &seen)
-            })?;
-        progress.timeline.tls_end = Some(Instant::now());
-        let session = stream.get_ref().1;
-        let alpn = session
-            .alpn_protocol()
-            .map(|alpn| String::from_utf8_lossy(alpn).into_owned());
-        progress.negotiated = Some(Negotiated {
-            version: session.protocol_version().map(|version| match version {
-                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
-                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
-                other => format!("{other:?}"),
-            }),
-            cipher: session.negotiated_cipher_suite().map(|suite| {
-                let id = suite.suite();
-                id.as_str().map_or_else(|| format!("{id:?}"), str::to_owned)
-            }),
-            alpn: alpn.clone(),
         });
-        let http2 = match (job.http, alpn.as_deref()) {
-            (HttpVersion::Http1, _) => false,
-            (HttpVersion::Http2, Some("h2") | None) => true,
-            (HttpVersion::Http2, Some(other)) => {
-                return Err(Error::HttpProtocol {
-                    detail: format!("HTTP/2 was required but the server chose '{other}' (ALPN)"),
-                });
-            }
-            (HttpVersion::Auto, alpn) => alpn == Some("h2"),
-        };
-        let io = TimedIo::new(stream, marks.clone());
-        self.exchange(job, io, &marks, http2, deadline, progress)
+        let dialed = dial::dial(job, progress, proxy.as_ref(), tls_parts, deadline).await?;
+        self.exchange(job, dialed, proxy.as_ref(), key, deadline, progress)
             .await
     }
 
-    async fn exchange<T>(
+    fn pool_key(
         &self,
         job: &Job,
-        io: TimedIo<T>,
-        marks: &Arc<IoMarks>,
-        http2: bool,
+        progress: &Progress,
+        proxy: Option<&Proxy>,
+    ) -> Result<PoolKey, Error> {
+        let (host, port) = job.host_port();
+        let store = job.trust_store.as_ref();
+        Ok(PoolKey {
+            scheme: job.url.scheme().to_owned(),
+            pinned: job.pinned(&host, port),
+            host: host.to_ascii_lowercase(),
+            port,
+            sni: job.sni.clone(),
+            identity: progress.identity.as_ref().map(|loaded| loaded.fingerprint),
+            trust: material::trust_fingerprint(job.trust, store, job.insecure)?,
+            tls: (job.tls_min, job.tls_max),
+            http: job.http,
+            proxy: proxy.map(|proxy| {
+                let digest = proxy
+                    .authorization()
+                    .map(|value| Sha256::digest(value.as_bytes()).into())
+                    .unwrap_or_default();
+                (proxy.address(), digest)
+            }),
+        })
+    }
+
+    async fn exchange(
+        &self,
+        job: &Job,
+        dialed: Dialed,
+        proxy: Option<&Proxy>,
+        key: Option<PoolKey>,
         deadline: Instant,
         progress: &mut Progress,
-    ) -> Result<(), Error>
-    where
-        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let request = exchange::request(job, http2)
+    ) -> Result<(), Error> {
+        let Dialed {
+            mut connection,
+            http2,
+            marks,
+        } = dialed;
+        let plain_proxy = proxy.filter(|_| !job.is_tls());
+        let request = exchange::request(job, http2, plain_proxy)
             .map_err(|error| Error::InvalidRequest(JobError::new(error.to_string())))?;
         let request_start = Instant::now();
         progress.timeline.request_start = Some(request_start);
@@ -264,11 +287,7 @@ impl Inner {
             job,
             Phase::Wait,
             &target,
-            async move {
-                let mut connection = Connection::start(io, http2).await?;
-                let response = connection.send(request).await?;
-                Ok::<_, hyper::Error>((connection, response))
-            },
+            connection.send(request),
         )
         .await;
         let head_time = Instant::now();
@@ -277,7 +296,12 @@ impl Inner {
             .last_write()
             .filter(|written| *written >= request_start)
             .map(|written| written.min(head_time));
-        let (connection, response) = sent?.map_err(|error| {
+        let response = sent?.map_err(|error| {
+            if let Some(too_large) =
+                classify::head_too_large(&error, job.http_options.response_header_limit)
+            {
+                return too_large;
+            }
             let (facts, top_issuer) = report::facts(progress);
             let name = job.sni.clone().unwrap_or(host.clone());
             let seen = Seen {
@@ -292,8 +316,14 @@ impl Inner {
             progress.timeline.send_end = Some(head_time);
         }
         let (parts, mut body) = response.into_parts();
+        let encoding = parts
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let status = parts.status;
         progress.head = Some(parts);
-        let read = within(deadline, None, job, Phase::Download, &target, async {
+        let mut read = within(deadline, None, job, Phase::Download, &target, async {
             exchange::read_body(&mut body, job.body_limit).await
         })
         .await?
@@ -306,21 +336,118 @@ impl Inner {
             classify::exchange(&error, marks.read_error().as_ref(), &seen, Phase::Download)
         })?;
         progress.timeline.body_end = Some(Instant::now());
-        drop(connection);
+        drop(body);
         let truncated = read.truncated;
+        let decoded = match encoding {
+            Some(encoding) if job.http_options.decodes && !truncated => {
+                let limit = job.http_options.decoded_limit;
+                decode::decode(&encoding, read.body.bytes(), limit)
+                    .map(|decoded| decoded.map(|bytes| (encoding, bytes)))
+            }
+            _ => Ok(None),
+        };
+        if !truncated && let Some(key) = key {
+            self.pool.put(
+                key,
+                Pooled {
+                    connection,
+                    http2,
+                    tls: progress.tls_started.then(|| {
+                        (
+                            progress.recorder.snapshot(),
+                            progress.negotiated.clone(),
+                            progress.sni.clone(),
+                        )
+                    }),
+                    marks,
+                    idle_since: Instant::now(),
+                },
+            );
+        }
+        match decoded {
+            Ok(Some((encoding, bytes))) => {
+                read.body = Body::new(bytes);
+                read.decoded = Some(encoding);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                progress.body = Some(read);
+                return Err(error);
+            }
+        }
         progress.body = Some(read);
         if truncated {
             return Err(Error::BodyTooLarge {
                 limit: job.body_limit,
             });
         }
+        if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            && let Some(proxy) = plain_proxy
+        {
+            return Err(Error::ProxyAuthRequired {
+                proxy: proxy.address(),
+                sent: proxy.authorization().is_some(),
+            });
+        }
         Ok(())
     }
 }
 
+impl Progress {
+    fn new() -> Self {
+        Self::new_at(Instant::now())
+    }
+
+    fn new_at(job_start: Instant) -> Self {
+        let mut timeline = Timeline::start();
+        timeline.job_start = job_start;
+        Self {
+            timeline,
+            recorder: Recorder::default(),
+            identity: None,
+            tls_started: false,
+            sni: None,
+            negotiated: None,
+            head: None,
+            body: None,
+            reused: false,
+        }
+    }
+
+    /// Takes over what the pooled connection's handshake showed.
+    fn reuse(&mut self, pooled: &Pooled) {
+        self.reused = true;
+        self.timeline.net_start = Some(Instant::now());
+        if let Some((observed, negotiated, sni)) = &pooled.tls {
+            let observed = observed.clone();
+            self.recorder.update(|slot| *slot = observed);
+            self.negotiated = negotiated.clone();
+            self.sni = sni.clone();
+            self.tls_started = true;
+        }
+    }
+}
+
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ]
+    .contains(method)
+}
+
+fn millis(duration: Duration) -> f64 {
+    (duration.as_micros() as f64) / 1000.0
+}
+
 /// Runs `work` until the phase limit or the job deadline, whichever comes first; the error
 /// names the limit that ran out.
-async fn within<F: Future>(
+pub(crate) async fn within<F: Future>(
     deadline: Instant,
     phase_limit: Option<Duration>,
     job: &Job,

@@ -21,6 +21,8 @@ pub(crate) struct Timeline {
     pub(crate) net_start: Option<Instant>,
     pub(crate) dns_end: Option<Instant>,
     pub(crate) connect_end: Option<Instant>,
+    /// When the CONNECT tunnel through a proxy was open.
+    pub(crate) proxy_end: Option<Instant>,
     pub(crate) tls_end: Option<Instant>,
     pub(crate) request_start: Option<Instant>,
     pub(crate) send_end: Option<Instant>,
@@ -35,6 +37,7 @@ impl Timeline {
             net_start: None,
             dns_end: None,
             connect_end: None,
+            proxy_end: None,
             tls_end: None,
             request_start: None,
             send_end: None,
@@ -53,7 +56,7 @@ impl Timeline {
         Metrics {
             dns: between(self.net_start, self.dns_end),
             connect: between(self.dns_end, self.connect_end),
-            tls: between(self.connect_end, self.tls_end),
+            tls: between(self.proxy_end.or(self.connect_end), self.tls_end),
             send: between(self.request_start, self.send_end),
             wait: between(self.send_end, self.head),
             download,
@@ -61,6 +64,10 @@ impl Timeline {
             latency: between(self.net_start, self.head),
             fetch: download,
             overall: ms(end.saturating_duration_since(self.job_start)),
+            redirects: 0,
+            connection_reused: false,
+            proxy: between(self.connect_end, self.proxy_end),
+            hops: Vec::new(),
         }
     }
 }

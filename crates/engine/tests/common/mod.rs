@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub(crate) mod peers;
 
 pub(crate) use peers::fixture;
 
+pub(crate) mod extra;
+pub(crate) mod proxy;
+
 /// How the test server is set up.
 #[derive(Debug, Clone)]
 pub(crate) struct Setup {
@@ -45,6 +49,10 @@ pub(crate) struct Setup {
     pub(crate) tls12_only: bool,
     /// ALPN protocols offered.
     pub(crate) alpn: Vec<Vec<u8>>,
+    /// Ask for a client certificate but accept connections without one.
+    pub(crate) optional_client_auth: bool,
+    /// Plain HTTP instead of HTTPS.
+    pub(crate) plain: bool,
 }
 
 impl Default for Setup {
@@ -55,6 +63,8 @@ impl Default for Setup {
             client_ca: Some("ca/root.pem"),
             tls12_only: false,
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            optional_client_auth: false,
+            plain: false,
         }
     }
 }
@@ -63,6 +73,7 @@ impl Default for Setup {
 #[derive(Debug)]
 pub(crate) struct Server {
     pub(crate) port: u16,
+    pub(crate) plain: bool,
     task: JoinHandle<()>,
 }
 
@@ -74,7 +85,8 @@ impl Drop for Server {
 
 impl Server {
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.port)
+        let scheme = if self.plain { "http" } else { "https" };
+        format!("{scheme}://localhost:{}{path}", self.port)
     }
 }
 
@@ -103,9 +115,14 @@ pub(crate) async fn start(setup: Setup) -> Server {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             roots.add_parsable_certificates(certs(&fixture(ca)));
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .expect("client verifier");
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if setup.optional_client_auth {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            }
+            .build()
+            .expect("client verifier");
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -118,14 +135,28 @@ pub(crate) async fn start(setup: Setup) -> Server {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
+    let plain = setup.plain;
     let task = tokio::spawn(async move {
+        let connections = Arc::new(AtomicUsize::new(0));
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
+            let connection = connections.fetch_add(1, Ordering::SeqCst) + 1;
+            let requests = Arc::new(AtomicUsize::new(0));
             tokio::spawn(async move {
+                if plain {
+                    let service = hyper::service::service_fn(move |request| {
+                        let number = requests.fetch_add(1, Ordering::SeqCst) + 1;
+                        handle(request, "none".into(), port, (connection, number))
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                    return;
+                }
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
@@ -137,21 +168,34 @@ pub(crate) async fn start(setup: Setup) -> Server {
                     .and_then(|leaf| keystore::CertificateInfo::from_der(leaf).ok())
                     .map(|info| info.subject)
                     .unwrap_or_else(|| "none".into());
-                let service =
-                    hyper::service::service_fn(move |request| handle(request, subject.clone()));
+                let service = hyper::service::service_fn(move |request| {
+                    let number = requests.fetch_add(1, Ordering::SeqCst) + 1;
+                    handle(request, subject.clone(), port, (connection, number))
+                });
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
             });
         }
     });
-    Server { port, task }
+    Server { port, plain, task }
 }
 
 async fn handle(
     request: Request<Incoming>,
     subject: String,
+    port: u16,
+    (connection, number): (usize, usize),
 ) -> Result<Response<TestBody>, Infallible> {
+    if let Some(response) = extra::route(&request, &subject, port, connection) {
+        let head = request.method() == hyper::Method::HEAD;
+        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+        let mut response = extra::finish(response, body.unwrap_or_default());
+        if head {
+            *response.body_mut() = TestBody::Full(Bytes::new());
+        }
+        return Ok(response);
+    }
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     let method = request.method().to_string();
@@ -190,7 +234,7 @@ async fn handle(
         }
         "/binary" => TestBody::Full(Bytes::from_static(&[0xff, 0x00, 0xfe])),
         _ => TestBody::Full(Bytes::from(format!(
-            "subject={subject}\nmethod={method}\nquery={query}\nversion={version}\nx-test={custom}\nbody={}\n",
+            "subject={subject}\nmethod={method}\nquery={query}\nversion={version}\nx-test={custom}\nbody={}\nconnection={connection}\nrequest={number}\n",
             String::from_utf8_lossy(&body)
         ))),
     };
