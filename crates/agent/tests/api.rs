@@ -514,3 +514,24 @@ async fn use_ssl_false_serves_plain_http() {
     let _ = tx.send(());
     let _ = task.await;
 }
+
+#[tokio::test]
+async fn oversized_requests_are_refused_after_authentication() {
+    let mut config = support::config();
+    config.max_body = 1000;
+    let agent = support::start(config).await;
+    let big = json!({"url": "https://localhost:1/", "body": "x".repeat(2000)}).to_string();
+    let reply = agent.request("POST", "/api/v1/jobs", None, &big).await;
+    assert_eq!(reply.status, 401, "{}", reply.text);
+    let reply = agent
+        .request("POST", "/api/v1/jobs", Some(&basic(APIKEY, SECRET)), &big)
+        .await;
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    assert_eq!(reply.json()["error"]["kind"], "api.body");
+    let reply = agent
+        .request("POST", "/api/v1/jobs", Some(&basic(APIKEY, SECRET)), "[1,")
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["kind"], "api.json");
+    agent.stop().await;
+}

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -117,16 +115,19 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 async fn jobs(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    authorize(&shared, &headers)?;
-    let body = body.map_err(|rejection| ApiError {
-        status: rejection.status(),
-        kind: "api.body",
-        message: format!("cannot read the request body: {}", rejection.body_text()),
-        retry_after: None,
-    })?;
+    // Credentials first: an unauthenticated client never gets its body read.
+    authorize(&shared, request.headers())?;
+    let limit = usize::try_from(shared.config.max_body).unwrap_or(usize::MAX);
+    let body = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|error| ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "api.body",
+            message: format!("cannot read the request body: {error}"),
+            retry_after: None,
+        })?;
     let parsed: Value = serde_json::from_slice(&body).map_err(|error| ApiError {
         status: StatusCode::BAD_REQUEST,
         kind: "api.json",
