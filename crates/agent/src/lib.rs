@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod amqp;
 mod api;
 mod certs;
 pub mod config;
@@ -174,10 +175,35 @@ impl Agent {
 
     /// Serves the job API on `listener` until `shutdown` completes, then gives in-flight jobs
     /// the configured grace period.
+    /// With `use_rabbit`, the AMQP worker runs alongside (or instead, with `use_http=false`)
+    /// and drains on the same shutdown.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let grace = self.shared.config.shutdown_grace;
         let router = api::router(self.shared.clone());
-        server::serve(listener, self.tls, router, shutdown, grace).await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker =
+            self.shared.config.rabbit.clone().map(|rabbit| {
+                tokio::spawn(amqp::run(self.shared.clone(), rabbit, stopped.clone()))
+            });
+        let use_http = self.shared.config.use_http;
+        let tls = self.tls;
+        let http = async move {
+            if use_http {
+                let mut stopped = stopped;
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                };
+                server::serve(listener, tls, router, shutdown, grace).await;
+            }
+        };
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        tokio::join!(signal, http);
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
     }
 
     /// The names a job's `config` object accepts.

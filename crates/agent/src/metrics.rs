@@ -20,6 +20,8 @@ const PHASES: [&str; 7] = ["dns", "connect", "tls", "send", "wait", "download", 
 pub(crate) struct Metrics {
     counts: Mutex<Counts>,
     refused: AtomicU64,
+    /// The AMQP worker's connection state and counters (active mode).
+    pub(crate) broker: crate::amqp::Status,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +170,7 @@ impl Metrics {
                 escape(subject)
             );
         }
+        self.broker.render(&mut out);
         out
     }
 }

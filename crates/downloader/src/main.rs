@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::args::{Cli, Command, KeystoreCommand};
-use crate::cli::{Failure, fetch, keystore, serve};
+use crate::cli::{Failure, fetch, keystore, serve, submit};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -42,6 +42,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         },
         Command::Fetch(args) => fetch::fetch(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Submit(args) => submit::submit(args),
     }
 }
 

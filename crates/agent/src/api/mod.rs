@@ -25,6 +25,8 @@ use crate::config::{Config, Credentials};
 use crate::metrics::{Gauges, Metrics};
 
 pub(crate) use job::CONFIG_NAMES;
+pub(crate) use job::{raw_id as job_id, raw_request as job_request};
+pub(crate) use run::{internal as internal_result, run as run_job};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -184,14 +186,22 @@ async fn jobs(
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "status": "ok",
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptimeSeconds": shared.started.elapsed().as_secs(),
-        }),
-    )
+    let mut body = json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptimeSeconds": shared.started.elapsed().as_secs(),
+    });
+    // Active mode: the broker connection (the process is alive even while it reconnects).
+    if let (Some(rabbit), Some(object)) = (&shared.config.rabbit, body.as_object_mut()) {
+        object.insert(
+            "broker".into(),
+            shared
+                .metrics
+                .broker
+                .health(&rabbit.display(), &rabbit.queue),
+        );
+    }
+    json_response(StatusCode::OK, &body)
 }
 
 async fn metrics(

@@ -21,6 +21,8 @@ use keystore::Password;
 pub use reference::{CertRef, HostPattern, ProxyRule};
 pub use source::{Environment, Flags, Source};
 
+pub use crate::amqp::Rabbit;
+
 pub(crate) use reference::{ClientCertJson, proxy_for};
 use source::{Origin, Value};
 
@@ -52,6 +54,10 @@ const NEW_SETTINGS: &[&str] = &[
     "MAX_BODY",
     "LOG_FORMAT",
     "SHUTDOWN_GRACE",
+    "RABBIT_QUEUE",
+    "RABBIT_VHOST",
+    "RABBIT_PREFETCH",
+    "RABBIT_DEAD_LETTER_EXCHANGE",
 ];
 
 /// The reference system's names, the same in the environment and the file.
@@ -117,6 +123,8 @@ pub struct Config {
     /// How long in-flight jobs may run after SIGTERM/SIGINT (`DOWNLOADER_SHUTDOWN_GRACE`,
     /// seconds; default 30).
     pub shutdown_grace: std::time::Duration,
+    /// Active mode (`use_rabbit=true`): consume jobs from RabbitMQ.
+    pub rabbit: Option<Rabbit>,
 }
 
 /// The apikey and secret the engine authenticates with.
@@ -192,6 +200,7 @@ impl Config {
             client_certs: Vec::new(),
             proxies: Vec::new(),
             shutdown_grace: std::time::Duration::from_secs(30),
+            rabbit: None,
         }
     }
 }
@@ -405,15 +414,17 @@ impl Lookup<'_> {
         config.use_http = self.boolean("use_http", true)?;
         config.use_ssl = self.boolean("use_ssl", true)?;
         if self.boolean("use_rabbit", false)? {
-            return Err(Error::config(
-                "use_rabbit",
-                "active mode (RabbitMQ) is not supported yet; unset use_rabbit and use the HTTPS job API",
-            ));
+            let pair = |value: Option<Value>| value.map(|value| (value.text, value.setting));
+            config.rabbit = Some(Rabbit::load(
+                &|name| self.reference(name).map(pair),
+                &|name| self.new_setting(name).map(pair),
+                config.max_jobs,
+            )?);
         }
-        if !config.use_http {
+        if !config.use_http && config.rabbit.is_none() {
             return Err(Error::config(
                 "use_http",
-                "is false and active mode is not available yet, so the agent would do nothing",
+                "is false and use_rabbit is not true, so the agent would do nothing",
             ));
         }
         config.disable_ssl_validation = self.boolean("disable_ssl_validation", false)?;

@@ -24,6 +24,9 @@ pub(crate) enum Command {
     Fetch(FetchArgs),
     /// Run the agent: the HTTPS job API (default https://127.0.0.1:8819/api/v1/jobs).
     Serve(ServeArgs),
+    /// Send jobs (one JSON job, an array, or NDJSON) over AMQP or to an agent; print results
+    /// as NDJSON and the counts on stderr.
+    Submit(SubmitArgs),
 }
 
 /// `downloader keystore ...`
@@ -227,4 +230,45 @@ pub(crate) struct ServeArgs {
     /// Check the configuration (loading every keystore and trust store) and exit.
     #[arg(long)]
     pub(crate) check: bool,
+}
+
+/// `downloader submit`: one of `--amqp` or `--agent`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["amqp", "agent"])))]
+pub(crate) struct SubmitArgs {
+    /// The jobs: one JSON job, a JSON array of jobs, or NDJSON (`-` reads stdin).
+    pub(crate) file: PathBuf,
+    /// The broker: amqp://user:password@host:5672/%2f (or amqps://...).
+    #[arg(long, value_name = "URL")]
+    pub(crate) amqp: Option<String>,
+    /// The job queue (with --amqp).
+    #[arg(long, default_value = agent::amqp::DEFAULT_QUEUE)]
+    pub(crate) queue: String,
+    /// A named durable reply queue instead of an exclusive one; survives broker restarts
+    /// (with --amqp).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) reply_queue: Option<String>,
+    /// A passive agent: https://host:8819.
+    #[arg(long, value_name = "URL")]
+    pub(crate) agent: Option<String>,
+    /// The agent's apikey (with --agent).
+    #[arg(long, env = "DOWNLOADER_APIKEY", requires = "agent")]
+    pub(crate) apikey: Option<String>,
+    /// The agent's secret (with --agent).
+    #[arg(
+        long,
+        env = "DOWNLOADER_SECRET",
+        hide_env_values = true,
+        requires = "agent"
+    )]
+    pub(crate) secret: Option<String>,
+    /// CA certificates (PEM) that verify the agent or an amqps broker.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
+    /// Do not verify the agent's certificate.
+    #[arg(long, requires = "agent")]
+    pub(crate) insecure: bool,
+    /// Seconds to wait for all results.
+    #[arg(long, default_value_t = 300.0)]
+    pub(crate) timeout: f64,
 }

@@ -6,6 +6,7 @@ pub(crate) mod keystore;
 pub(crate) mod output;
 mod secret;
 pub(crate) mod serve;
+pub(crate) mod submit;
 
 use std::fmt;
 

@@ -1,0 +1,143 @@
+//! Active-mode settings: the reference system's `use_rabbit` and `rabbit*` names, plus
+//! `DOWNLOADER_RABBIT_*` for what it never had (queue, vhost, prefetch, dead-letter exchange).
+
+use std::fmt;
+
+use keystore::Password;
+
+use crate::error::Error;
+
+/// The default job queue.
+pub const DEFAULT_QUEUE: &str = "downloader.jobs";
+
+/// A setting's text and the name the user wrote it under (for error messages).
+pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Result<Option<(String, String)>, Error>;
+
+/// How to reach RabbitMQ and what to consume (`use_rabbit=true`).
+#[derive(Clone)]
+pub struct Rabbit {
+    /// `rabbitHost` (default `localhost`).
+    pub host: String,
+    /// `rabbitPort` (default 5672, or 5671 with `rabbitSsl`).
+    pub port: u16,
+    /// `rabbitSsl`: TLS to the broker, verified with the system roots plus
+    /// `DOWNLOADER_TRUST_STORE`.
+    pub tls: bool,
+    /// `rabbitUsername` (default `guest`).
+    pub username: String,
+    /// `rabbitPassword` (default `guest`); never logged nor shown.
+    pub password: Password,
+    /// `DOWNLOADER_RABBIT_VHOST` (default `/`).
+    pub vhost: String,
+    /// `DOWNLOADER_RABBIT_QUEUE` (default `downloader.jobs`).
+    pub queue: String,
+    /// `DOWNLOADER_RABBIT_PREFETCH`: unacknowledged jobs this downloader holds, which is also
+    /// how many of them run at once (default: `DOWNLOADER_MAX_JOBS`, at most 65535).
+    pub prefetch: u16,
+    /// `DOWNLOADER_RABBIT_DEAD_LETTER_EXCHANGE`: where malformed messages go, declared on the
+    /// queue as `x-dead-letter-exchange` (default: none, they are dropped after their answer).
+    pub dead_letter_exchange: Option<String>,
+}
+
+impl Rabbit {
+    /// Reads the settings; `reference` looks up the reference system's names, `new` the
+    /// `DOWNLOADER_*` ones (by their name without the prefix).
+    pub(crate) fn load(
+        reference: Lookup<'_>,
+        new: Lookup<'_>,
+        max_jobs: usize,
+    ) -> Result<Self, Error> {
+        let tls = match reference("rabbitSsl")? {
+            Some((text, setting)) => crate::config::parse_bool(&text)
+                .ok_or_else(|| Error::config(setting, "must be true or false"))?,
+            None => false,
+        };
+        let host = match reference("rabbitHost")? {
+            Some((text, setting)) => {
+                let host = text.trim().to_owned();
+                if host.is_empty() || host.contains(['/', '@', ' ']) {
+                    return Err(Error::config(setting, "must be a host name or address"));
+                }
+                host
+            }
+            None => "localhost".to_owned(),
+        };
+        let port = match reference("rabbitPort")? {
+            Some((text, setting)) => text
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| Error::config(setting, "must be a port number"))?,
+            None if tls => 5671,
+            None => 5672,
+        };
+        let username =
+            reference("rabbitUsername")?.map_or_else(|| "guest".to_owned(), |(text, _)| text);
+        let password = Password::new(
+            reference("rabbitPassword")?.map_or_else(|| "guest".to_owned(), |(text, _)| text),
+        );
+        let vhost = new("RABBIT_VHOST")?.map_or_else(|| "/".to_owned(), |(text, _)| text);
+        let queue = match new("RABBIT_QUEUE")? {
+            Some((text, setting)) => {
+                let queue = text.trim().to_owned();
+                if queue.is_empty() || queue.len() > 255 || queue.starts_with("amq.") {
+                    return Err(Error::config(
+                        setting,
+                        "must be 1 to 255 bytes and must not start with 'amq.'",
+                    ));
+                }
+                queue
+            }
+            None => DEFAULT_QUEUE.to_owned(),
+        };
+        let prefetch = match new("RABBIT_PREFETCH")? {
+            Some((text, setting)) => text
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Error::config(setting, "must be a whole number from 1 to 65535"))?,
+            None => u16::try_from(max_jobs).unwrap_or(u16::MAX).max(1),
+        };
+        let dead_letter_exchange = new("RABBIT_DEAD_LETTER_EXCHANGE")?
+            .map(|(text, _)| text.trim().to_owned())
+            .filter(|name| !name.is_empty());
+        Ok(Self {
+            host,
+            port,
+            tls,
+            username,
+            password,
+            vhost,
+            queue,
+            prefetch,
+            dead_letter_exchange,
+        })
+    }
+
+    /// `amqp://host:port/vhost` or `amqps://…`: the broker without credentials, for logs and
+    /// `/health`.
+    pub fn display(&self) -> String {
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        let vhost = if self.vhost == "/" {
+            "%2f"
+        } else {
+            &self.vhost
+        };
+        format!("{scheme}://{}:{}/{vhost}", self.host, self.port)
+    }
+}
+
+impl fmt::Debug for Rabbit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rabbit")
+            .field("broker", &self.display())
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("queue", &self.queue)
+            .field("prefetch", &self.prefetch)
+            .field("dead_letter_exchange", &self.dead_letter_exchange)
+            .finish()
+    }
+}
