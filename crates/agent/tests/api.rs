@@ -195,39 +195,97 @@ async fn templates_resolve_from_vars_and_unresolved_names_fail() {
 }
 
 #[tokio::test]
-async fn unsupported_options_say_so() {
+async fn redirects_forms_multipart_keep_alive_and_proxies() {
+    let server = upstream::start().await;
     let agent = support::start(support::config()).await;
-    for config in [
-        json!({"follow_redirects": true}),
-        json!({"keep_alive": "true"}),
-        json!({"proxy": {"address": "p", "port": 3128}}),
-    ] {
-        let result = agent
-            .jobs(&json!({"url": "https://localhost:1/", "config": config}))
-            .await;
-        assert_eq!(result["error"]["kind"], "request.invalid");
-        assert!(
-            result["error"]["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("not supported yet"),
-            "{result}"
-        );
-    }
-    let result = agent
-        .jobs(&json!({"url": "https://localhost:1/", "body": {"multipart": []}}))
-        .await;
+    let job = |path: &str, config: serde_json::Value| {
+        let mut job = with_identity(&server.url(path));
+        if let (Some(target), Some(extra)) = (job["config"].as_object_mut(), config.as_object()) {
+            target.extend(extra.clone());
+        }
+        job
+    };
+    // GET follows redirects by default, as the reference system did; false stops at the 302.
+    let result = agent.jobs(&job("/redirect", json!({}))).await;
+    assert_eq!(result["response"]["statusCode"], 200, "{result}");
     assert!(
-        result["error"]["message"]
+        result["response"]["body"]
             .as_str()
             .unwrap_or("")
-            .contains("not supported yet")
+            .contains("path=/after-redirect")
     );
-    // Accepted and ignored when off.
     let result = agent
-        .jobs(&json!({"url": "https://localhost:1/", "config": {"follow_redirects": "false", "max_redirects": 3, "keep_alive": false}}))
+        .jobs(&job(
+            "/redirect",
+            json!({"follow_redirects": "false", "max_redirects": 3}),
+        ))
         .await;
-    assert_eq!(result["error"]["kind"], "connect.refused", "{result}");
+    assert_eq!(result["response"]["statusCode"], 302, "{result}");
+    let result = agent
+        .jobs(&job("/redirect", json!({"max_redirects": 0})))
+        .await;
+    assert_eq!(result["error"]["kind"], "redirect.limit", "{result}");
+    // Forms and multipart bodies.
+    let mut form = job("/", json!({"keep_alive": true}));
+    form["method"] = json!("POST");
+    form["body"] = json!({"form": {"a": "1 2", "b": ["x", "${v}"]}});
+    form["vars"] = json!({"v": "y"});
+    let result = agent.jobs(&form).await;
+    let body = result["response"]["body"].as_str().unwrap_or("");
+    assert!(
+        body.contains("content-type=application/x-www-form-urlencoded"),
+        "{body}"
+    );
+    assert!(body.contains("body=a=1+2&b=x&b=y"), "{body}");
+    let mut upload = job("/", json!({}));
+    upload["method"] = json!("POST");
+    upload["body"] = json!({"multipart": [
+        {"name": "field", "value": "text"},
+        {"name": "file", "base64": "aGVsbG8=", "filename": "a.txt", "contentType": "text/plain"}
+    ]});
+    let result = agent.jobs(&upload).await;
+    let body = result["response"]["body"].as_str().unwrap_or("");
+    assert!(
+        body.contains("content-type=multipart/form-data; boundary="),
+        "{body}"
+    );
+    assert!(
+        body.contains("filename=\"a.txt\"") && body.contains("hello"),
+        "{body}"
+    );
+    // A proxy that is not there; null means direct.
+    let result = agent
+        .jobs(&job("/", json!({"proxy": "http://127.0.0.1:1"})))
+        .await;
+    assert_eq!(result["error"]["kind"], "proxy.unreachable", "{result}");
+    let result = agent.jobs(&job("/", json!({"proxy": null}))).await;
+    assert_eq!(result["ok"], true, "{result}");
+    let result = agent
+        .jobs(&json!({"url": server.url("/"), "body": {"multipart": [{"name": "x"}]}}))
+        .await;
+    assert_eq!(result["error"]["kind"], "request.invalid");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_configuration_applies_to_jobs_without_their_own() {
+    let server = upstream::start().await;
+    let mut config = support::config();
+    config.proxy_rules = engine::ProxyRules::from_reference_json(
+        r#"{"*": {"address": "127.0.0.1", "port": 1}, "127.0.0.1": {"address": "NONE"}}"#,
+    )
+    .expect("rules");
+    let agent = support::start(config).await;
+    let result = agent.jobs(&with_identity(&server.url("/"))).await;
+    assert_eq!(result["error"]["kind"], "proxy.unreachable", "{result}");
+    let direct = format!("https://127.0.0.1:{}/", server.port);
+    let result = agent.jobs(&with_identity(&direct)).await;
+    assert_eq!(result["ok"], true, "{result}");
+    let result = agent
+        .jobs(&json!({"url": server.url("/"), "config": {"proxy": null,
+            "client_cert_configuration": {"keystoreBase64": base64_fixture("client/p256/openssl.p12"), "keystorePassword": STORE}}}))
+        .await;
+    assert_eq!(result["ok"], true, "{result}");
     agent.stop().await;
 }
 

@@ -101,6 +101,8 @@ pub(crate) struct Plan {
     pub(crate) trust: Option<JobTrust>,
     pub(crate) insecure: Option<bool>,
     pub(crate) footprint: Option<String>,
+    /// The job's own proxy (`Some(None)`: direct, whatever `proxy_configuration` says).
+    pub(crate) proxy: Option<Option<engine::Proxy>>,
 }
 
 impl Rejection {
@@ -109,14 +111,6 @@ impl Rejection {
             kind: "request.invalid",
             message: message.into(),
             hint: "fix the job (see docs/job-api.md)".into(),
-        }
-    }
-
-    fn unsupported(what: &str) -> Self {
-        Self {
-            kind: "request.invalid",
-            message: format!("{what} is not supported yet"),
-            hint: "leave it out (or false) until the engine supports it".into(),
         }
     }
 }
@@ -202,14 +196,14 @@ impl ApiJob {
             trust: None,
             insecure: None,
             footprint: None,
+            proxy: None,
         };
-        let mut follow = false;
         for (name, value) in self.config {
             let mut value = value;
             if name != "client_cert_configuration" {
                 render_json(&mut value, &vars).map_err(Rejection::invalid)?;
             }
-            plan.apply(&name, value, &vars, &mut follow)?;
+            plan.apply(&name, value, &vars)?;
         }
         Ok(plan)
     }
@@ -221,7 +215,6 @@ impl Plan {
         name: &str,
         value: Value,
         vars: &BTreeMap<String, String>,
-        follow: &mut bool,
     ) -> Result<(), Rejection> {
         let bad = |what: &str| Rejection::invalid(format!("config.{name} {what}"));
         let mut builder = std::mem::replace(&mut self.builder, Job::builder("", ""));
@@ -231,30 +224,20 @@ impl Plan {
                 self.insecure = Some(boolean(&value).ok_or_else(|| bad("must be true or false"))?);
             }
             "follow_redirects" => {
-                *follow = boolean(&value).ok_or_else(|| bad("must be true or false"))?;
-                if *follow {
-                    return Err(Rejection::unsupported(
-                        "config.follow_redirects = true (redirect following)",
-                    ));
-                }
+                builder = builder
+                    .follow_redirects(boolean(&value).ok_or_else(|| bad("must be true or false"))?);
             }
             "max_redirects" => {
-                number(&value).ok_or_else(|| bad("must be a number"))?;
+                let limit = number(&value)
+                    .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= f64::from(u32::MAX))
+                    .ok_or_else(|| bad("must be a whole number"))?;
+                builder = builder.max_redirects(limit as u32);
             }
             "keep_alive" => {
-                if boolean(&value).ok_or_else(|| bad("must be true or false"))? {
-                    return Err(Rejection::unsupported(
-                        "config.keep_alive = true (connection reuse)",
-                    ));
-                }
+                builder = builder
+                    .keep_alive(boolean(&value).ok_or_else(|| bad("must be true or false"))?);
             }
-            "proxy" => {
-                if !value.is_null() {
-                    return Err(Rejection::unsupported(
-                        "config.proxy (requests through a proxy)",
-                    ));
-                }
-            }
+            "proxy" => self.proxy = Some(proxy(value)?),
             "timeout" => {
                 let seconds = number(&value).ok_or_else(|| bad("must be a number of seconds"))?;
                 let limit = Duration::try_from_secs_f64(seconds)
@@ -413,7 +396,7 @@ fn trust(value: Value) -> Result<JobTrust, Rejection> {
 fn body_bytes(
     body: &Value,
     fill: &dyn Fn(&str) -> Result<String, Rejection>,
-) -> Result<(Bytes, Option<&'static str>), Rejection> {
+) -> Result<(Bytes, Option<String>), Rejection> {
     match body {
         Value::Null => Ok((Bytes::new(), None)),
         Value::String(text) => Ok((Bytes::from(fill(text)?), None)),
@@ -445,12 +428,20 @@ fn body_bytes(
                     }
                     Ok((
                         Bytes::from(form.finish()),
-                        Some("application/x-www-form-urlencoded"),
+                        Some("application/x-www-form-urlencoded".to_owned()),
                     ))
                 }
-                "multipart" => Err(Rejection::unsupported(
-                    "body.multipart (multipart/form-data uploads)",
-                )),
+                "multipart" => {
+                    let parts = value.as_array().ok_or_else(|| {
+                        Rejection::invalid("body.multipart must be a list of parts")
+                    })?;
+                    let parts = parts
+                        .iter()
+                        .map(|part| multipart_part(part, fill))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let encoded = engine::multipart(&parts);
+                    Ok((encoded.data, Some(encoded.content_type)))
+                }
                 other => Err(Rejection::invalid(format!(
                     "unknown body kind '{other}': use a string, {{\"base64\"}}, {{\"form\"}} or {{\"multipart\"}}"
                 ))),
@@ -458,6 +449,88 @@ fn body_bytes(
         }
         _ => Err(Rejection::invalid(
             "body must be a string, {\"base64\": ...}, {\"form\": {...}} or {\"multipart\": [...]}",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PartJson {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    base64: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+}
+
+/// One multipart part: `{"name", "value"}` (templates allowed) or `{"name", "base64",
+/// "filename", "contentType"}`.
+fn multipart_part(
+    part: &Value,
+    fill: &dyn Fn(&str) -> Result<String, Rejection>,
+) -> Result<engine::Part, Rejection> {
+    let json: PartJson = serde_json::from_value(part.clone()).map_err(|error| {
+        Rejection::invalid(format!(
+            "body.multipart part: {error}; known keys: name, value, base64, filename, contentType"
+        ))
+    })?;
+    let data = match (json.value, json.base64) {
+        (Some(text), None) => Bytes::from(fill(&text)?),
+        (None, Some(text)) => decode(&text).ok_or_else(|| {
+            Rejection::invalid(format!(
+                "body.multipart part '{}': base64 is not valid",
+                json.name
+            ))
+        })?,
+        _ => {
+            return Err(Rejection::invalid(format!(
+                "body.multipart part '{}' needs exactly one of value and base64",
+                json.name
+            )));
+        }
+    };
+    Ok(engine::Part {
+        name: json.name,
+        data,
+        filename: json.filename,
+        content_type: json.content_type,
+    })
+}
+
+/// `config.proxy`: null or `"NONE"` = direct; `"http://[user:password@]host:port"`; or the
+/// reference shape `{"address", "port", "username", "password"}`.
+fn proxy(value: Value) -> Result<Option<engine::Proxy>, Rejection> {
+    let bad = |what: String| Rejection::invalid(format!("config.proxy {what}"));
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) if text.trim().eq_ignore_ascii_case("none") => Ok(None),
+        Value::String(text) => engine::Proxy::parse(&text)
+            .map(Some)
+            .map_err(|error| bad(error.to_string())),
+        Value::Object(map) => {
+            let text = |name: &str| map.get(name).and_then(scalar);
+            let address = text("address").ok_or_else(|| bad("needs \"address\"".into()))?;
+            if address.trim().eq_ignore_ascii_case("none") {
+                return Ok(None);
+            }
+            let address = match text("port") {
+                Some(port) => format!("{}:{port}", address.trim().trim_end_matches('/')),
+                None => address,
+            };
+            let proxy = engine::Proxy::parse(&address).map_err(|error| bad(error.to_string()))?;
+            Ok(Some(match (text("username"), text("password")) {
+                (Some(user), password) => {
+                    proxy.with_credentials(user, Password::new(password.unwrap_or_default()))
+                }
+                (None, _) => proxy,
+            }))
+        }
+        _ => Err(bad(
+            "must be null, a proxy URL or {\"address\", \"port\", ...}".into(),
         )),
     }
 }

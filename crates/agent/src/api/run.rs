@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::Shared;
 use super::job::{ApiJob, CertChoice, JobTrust, Plan, Rejection, raw_id, raw_request};
 use crate::certs::Loaded;
-use crate::config::{CertRef, proxy_for};
+use crate::config::CertRef;
 
 /// What the agent adds to a result besides the engine's outcome.
 #[derive(Debug, Default)]
@@ -81,23 +81,19 @@ async fn execute(shared: &Shared, plan: Plan) -> (Outcome, Extra) {
         trust,
         insecure,
         footprint,
-        ..
+        proxy: plan_proxy,
     } = plan;
     let mut extra = Extra {
         footprint,
         ..Extra::default()
     };
     let config = &shared.config;
-    if let Some(rule) = proxy_for(&config.proxies, &host, port)
-        && !rule.direct
-    {
-        let rejection = Rejection::invalid(format!(
-            "proxy_configuration sends {host} through the proxy '{}': requests through a proxy \
-             are not supported yet",
-            rule.pattern
-        ));
-        return (rejected(id, method, url, rejection), extra);
-    }
+    // The job's own proxy (or explicit direct) wins over `proxy_configuration`.
+    builder = match plan_proxy {
+        Some(Some(proxy)) => builder.proxy(engine::ProxyRules::all(proxy)),
+        Some(None) => builder.proxy(engine::ProxyRules::default()),
+        None => builder.proxy(config.proxy_rules.clone()),
+    };
     match choose_identity(shared, cert, &host, port, &mut extra).await {
         Ok(Some(identity)) => builder = builder.identity(identity),
         Ok(None) => {}

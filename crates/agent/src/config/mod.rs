@@ -23,7 +23,7 @@ pub use source::{Environment, Flags, Source};
 
 pub use crate::amqp::Rabbit;
 
-pub(crate) use reference::{ClientCertJson, proxy_for};
+pub(crate) use reference::ClientCertJson;
 use source::{Origin, Value};
 
 use crate::error::Error;
@@ -120,6 +120,8 @@ pub struct Config {
     pub client_certs: Vec<HostRule>,
     /// `proxy_configuration` selectors.
     pub proxies: Vec<ProxyRule>,
+    /// The same, as the engine applies them (per request and per redirect hop).
+    pub proxy_rules: engine::ProxyRules,
     /// How long in-flight jobs may run after SIGTERM/SIGINT (`DOWNLOADER_SHUTDOWN_GRACE`,
     /// seconds; default 30).
     pub shutdown_grace: std::time::Duration,
@@ -199,6 +201,7 @@ impl Config {
             default_cert: None,
             client_certs: Vec::new(),
             proxies: Vec::new(),
+            proxy_rules: engine::ProxyRules::default(),
             shutdown_grace: std::time::Duration::from_secs(30),
             rabbit: None,
         }
@@ -432,6 +435,8 @@ impl Lookup<'_> {
             config.default_cert = parse_default_cert(&value)?;
         }
         if let Some(value) = self.reference("proxy_configuration")? {
+            config.proxy_rules = engine::ProxyRules::from_reference_json(&value.text)
+                .map_err(|error| Error::config(value.setting.clone(), error.to_string()))?;
             config.proxies = reference::parse_proxies(&value.text)
                 .map_err(|problem| Error::config(value.setting, problem))?;
         }

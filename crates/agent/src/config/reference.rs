@@ -157,19 +157,6 @@ pub(crate) fn parse_proxies(text: &str) -> Result<Vec<ProxyRule>, String> {
     Ok(rules)
 }
 
-/// The proxy rule for `host:port`, if any selector matches.
-pub(crate) fn proxy_for<'a>(
-    rules: &'a [ProxyRule],
-    host: &str,
-    port: u16,
-) -> Option<&'a ProxyRule> {
-    rules
-        .iter()
-        .filter_map(|rule| rule.pattern.matches(host, port).map(|rank| (rank, rule)))
-        .min_by_key(|(rank, _)| *rank)
-        .map(|(_, rule)| rule)
-}
-
 impl fmt::Debug for CertRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertRef")
@@ -210,13 +197,5 @@ mod tests {
         assert!(narrow.matches("corp.example", 443).is_none());
         assert!(narrow.matches("x.y.corp.example", 443).is_some());
         assert!(narrow.matches("evilcorp.example", 443).is_none());
-    }
-
-    #[test]
-    fn proxy_selection_ignores_key_order() {
-        let rules = parse_proxies(r#"{"*":{"address":"p","port":1},"a.test":{"address":"NONE"}}"#)
-            .expect("valid");
-        assert!(proxy_for(&rules, "a.test", 443).is_some_and(|rule| rule.direct));
-        assert!(proxy_for(&rules, "b.test", 443).is_some_and(|rule| !rule.direct));
     }
 }

@@ -1,5 +1,6 @@
 //! An in-process HTTPS upstream (rustls + hyper) that requires a client certificate from the
-//! fixture CA. `/delay` answers after 300 ms; every other path echoes what it saw:
+//! fixture CA. `/delay` answers after 300 ms, `/redirect` is a 302 to `/after-redirect`; every
+//! other path echoes what it saw:
 //! `subject=`, `method=`, `query=`, `version=`, `x-test=`, `body=` lines.
 
 use std::convert::Infallible;
@@ -105,6 +106,12 @@ async fn handle(
     let query = request.uri().query().unwrap_or("").to_owned();
     let method = request.method().to_string();
     let version = format!("{:?}", request.version());
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let custom = request
         .headers()
         .get("x-test")
@@ -117,12 +124,21 @@ async fn handle(
         .await
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
+    if path == "/redirect" {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = hyper::StatusCode::FOUND;
+        response.headers_mut().insert(
+            hyper::header::LOCATION,
+            hyper::header::HeaderValue::from_static("/after-redirect"),
+        );
+        return Ok(response);
+    }
     if path == "/delay" {
         tokio::time::sleep(Duration::from_millis(300)).await;
         return Ok(Response::new(Full::new(Bytes::from_static(b"late"))));
     }
     Ok(Response::new(Full::new(Bytes::from(format!(
-        "subject={subject}\nmethod={method}\nquery={query}\nversion={version}\nx-test={custom}\nbody={}\n",
+        "subject={subject}\npath={path}\nmethod={method}\nquery={query}\nversion={version}\nx-test={custom}\ncontent-type={content_type}\nbody={}\n",
         String::from_utf8_lossy(&body)
     )))))
 }
