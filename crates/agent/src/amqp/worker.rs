@@ -275,7 +275,10 @@ async fn handle(shared: Arc<Shared>, channel: Channel, delivery: Delivery) {
         object.insert("redelivered".into(), Value::Bool(true));
     }
     let body = serde_json::to_vec(&result).unwrap_or_default();
-    let mut properties = BasicProperties::default().with_content_type("application/json".into());
+    let mut properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        // Persistent: a result waiting in a durable reply queue survives a broker restart.
+        .with_delivery_mode(2);
     if let Some(correlation) = correlation {
         properties = properties.with_correlation_id(correlation);
     }
