@@ -2,10 +2,15 @@
 //! phase timings and TLS facts, or a typed [`Error`] with a stable kind and a hint built from
 //! what the handshake revealed.
 //!
-//! It is not a general HTTP client: every job uses a fresh connection (full handshake, complete
-//! metrics), there is no pool, no redirect following and no proxy yet. It reads keystore and
-//! trust-store files named by a job (through the `keystore` crate) and caches what it parsed,
-//! keyed by file identity, so a replaced file is read again by the next job.
+//! It is not a general HTTP client: by default every job uses a fresh connection (full
+//! handshake, complete metrics). A job may follow redirects (GET and HEAD by default, the
+//! client certificate and credentials only for the URL's own host), go through an HTTP proxy
+//! or a CONNECT tunnel chosen by the reference system's selector rules, send URL-encoded or
+//! multipart forms, and — with `keep_alive` — reuse a connection made with exactly the same
+//! identity, trust and proxy. Response bodies are decoded (gzip, deflate, br) when the engine
+//! itself asked for an encoding. It reads keystore and trust-store files named by a job
+//! (through the `keystore` crate) and caches what it parsed, keyed by file identity, so a
+//! replaced file is read again by the next job.
 //!
 //! # Brief overview
 //!
@@ -63,4 +68,7 @@ pub use outcome::{
 pub use proxy::{Proxy, ProxyRules};
 pub use redirect::Redirect;
 pub use run::Engine;
-pub use spec::{JobSpec, OneOrMany, OptionsSpec, StoreSpec, parse_resolve, seconds_to_duration};
+pub use spec::{
+    JobSpec, OneOrMany, OptionsSpec, PartSpec, ProxyConfiguration, StoreSpec, parse_resolve,
+    seconds_to_duration,
+};

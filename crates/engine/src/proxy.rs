@@ -233,6 +233,21 @@ impl ProxyRules {
         Ok(Self { rules })
     }
 
+    /// Applies `add` (typically [`Proxy::with_credentials`]) to every proxy of the rules that
+    /// has no credentials of its own.
+    pub fn with_credentials(mut self, add: impl Fn(Proxy) -> Proxy) -> Self {
+        for rule in &mut self.rules {
+            if let Some(proxy) = rule.proxy.take() {
+                rule.proxy = Some(if proxy.user.is_some() {
+                    proxy
+                } else {
+                    add(proxy)
+                });
+            }
+        }
+        self
+    }
+
     /// The proxy for a request to `host` over `scheme`, or `None` for a direct connection.
     pub fn select(&self, scheme: &str, host: &str) -> Option<&Proxy> {
         let host = host

@@ -18,7 +18,9 @@ use keystore::Password;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::JobError;
+use crate::form::Part;
 use crate::job::{HttpVersion, IdentitySource, Job, Source, TlsVersion, TrustMode, TrustSource};
+use crate::proxy::{Proxy, ProxyRules};
 
 /// A job as received over an API, before it is checked. `Debug` shows no secret.
 #[derive(Deserialize, Default)]
@@ -44,6 +46,12 @@ pub struct JobSpec {
     /// `utf8` (default) or `base64`.
     #[serde(default)]
     pub body_encoding: Option<String>,
+    /// A URL-encoded form body: field name to a value or several (instead of `body`).
+    #[serde(default)]
+    pub form: Option<BTreeMap<String, OneOrMany>>,
+    /// A `multipart/form-data` body (instead of `body`).
+    #[serde(default)]
+    pub multipart: Option<Vec<PartSpec>>,
     /// Per-call options.
     #[serde(default)]
     pub options: OptionsSpec,
@@ -58,6 +66,31 @@ pub enum OneOrMany {
     /// Several values.
     Many(Vec<String>),
 }
+
+/// One part of a multipart body: a field, or a file when `filename` is set.
+#[derive(Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PartSpec {
+    /// The field name.
+    pub name: String,
+    /// The content as text.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// The content as base64 (file bytes).
+    #[serde(default)]
+    pub data: Option<String>,
+    /// The file name.
+    #[serde(default)]
+    pub filename: Option<String>,
+    /// The part's media type.
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+/// `proxy_configuration` as received; `Debug` shows only its selectors.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct ProxyConfiguration(pub serde_json::Value);
 
 /// Per-call options.
 #[derive(Deserialize, Default, Debug)]
@@ -102,6 +135,27 @@ pub struct OptionsSpec {
     /// Response body limit in bytes.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Follow redirects (default: for GET and HEAD only).
+    #[serde(default, alias = "follow_redirects", deserialize_with = "flag")]
+    pub follow_redirects: Option<bool>,
+    /// The most redirects followed (default 10).
+    #[serde(default)]
+    pub max_redirects: Option<u32>,
+    /// Reuse kept-alive connections made with exactly the same identity, trust and proxy.
+    #[serde(default)]
+    pub keep_alive: bool,
+    /// A proxy for every request, `http://[user:password@]host:port`.
+    #[serde(default, deserialize_with = "password")]
+    pub proxy: Option<Password>,
+    /// The reference system's `proxy_configuration` (an object, or a JSON string).
+    #[serde(default, alias = "proxy_configuration")]
+    pub proxy_configuration: Option<ProxyConfiguration>,
+    /// Response head limit in bytes.
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+    /// Decoded (decompressed) body limit in bytes.
+    #[serde(default)]
+    pub max_decoded_bytes: Option<u64>,
 }
 
 /// A keystore, trust store or certificate/key pair, by path or inline (base64).
@@ -157,7 +211,80 @@ impl JobSpec {
                 }
             };
         }
+        match (self.form, self.multipart) {
+            (Some(_), Some(_)) => {
+                return Err(JobError::new(
+                    "a job has either form or multipart, not both",
+                ));
+            }
+            (Some(form), None) => {
+                let fields: Vec<(String, String)> = form
+                    .into_iter()
+                    .flat_map(|(name, values)| {
+                        values
+                            .into_vec()
+                            .into_iter()
+                            .map(move |v| (name.clone(), v))
+                    })
+                    .collect();
+                builder = builder.form(fields.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            }
+            (None, Some(parts)) => {
+                let mut built = Vec::with_capacity(parts.len());
+                for part in parts {
+                    let data = match (part.value, part.data) {
+                        (Some(text), None) => Bytes::from(text),
+                        (None, Some(data)) => decode(&data, "a multipart part")?,
+                        _ => {
+                            return Err(JobError::new(
+                                "a multipart part needs exactly one of value and data",
+                            ));
+                        }
+                    };
+                    built.push(Part {
+                        name: part.name,
+                        data,
+                        filename: part.filename,
+                        content_type: part.content_type,
+                    });
+                }
+                builder = builder.multipart(&built);
+            }
+            (None, None) => {}
+        }
         let options = self.options;
+        if let Some(follow) = options.follow_redirects {
+            builder = builder.follow_redirects(follow);
+        }
+        if let Some(limit) = options.max_redirects {
+            builder = builder.max_redirects(limit);
+        }
+        builder = builder.keep_alive(options.keep_alive);
+        match (&options.proxy, &options.proxy_configuration) {
+            (Some(_), Some(_)) => {
+                return Err(JobError::new(
+                    "a job has either proxy or proxyConfiguration, not both",
+                ));
+            }
+            (Some(proxy), None) => {
+                builder = builder.proxy(ProxyRules::all(Proxy::parse(proxy.expose())?));
+            }
+            (None, Some(ProxyConfiguration(serde_json::Value::String(text)))) => {
+                builder = builder.proxy(ProxyRules::from_reference_json(text)?);
+            }
+            (None, Some(ProxyConfiguration(value))) => {
+                builder = builder.proxy(ProxyRules::from_reference_json(&value.to_string())?);
+            }
+            (None, None) => {}
+        }
+        if let Some(limit) = options.max_header_bytes {
+            builder = builder
+                .request_header_limit(limit)
+                .response_header_limit(limit);
+        }
+        if let Some(limit) = options.max_decoded_bytes {
+            builder = builder.decoded_limit(limit);
+        }
         if let Some(identity) = options.client_cert {
             let source = source(identity.path, identity.data, "clientCert")?;
             let key = match (identity.key_path, identity.key_data) {
@@ -277,6 +404,27 @@ fn password<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Passwor
     Ok(Option::<String>::deserialize(deserializer)?.map(Password::new))
 }
 
+/// `true`/`false` as a JSON boolean or as the reference system's strings `'true'`/`'false'`.
+fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Option::<Flag>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Flag::Bool(value)) => Ok(Some(value)),
+        Some(Flag::Text(text)) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "'{other}' is not true or false"
+            ))),
+        },
+    }
+}
+
 impl OneOrMany {
     fn into_vec(self) -> Vec<String> {
         match self {
@@ -295,6 +443,18 @@ impl fmt::Debug for JobSpec {
             .field("body_len", &self.body.as_ref().map(String::len))
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ProxyConfiguration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            serde_json::Value::Object(map) => f
+                .debug_tuple("ProxyConfiguration")
+                .field(&map.keys().collect::<Vec<_>>())
+                .finish(),
+            _ => f.write_str("ProxyConfiguration(***)"),
+        }
     }
 }
 
@@ -333,6 +493,33 @@ mod tests {
             !debug.contains("pw-s3cret") && !debug.contains("t0k3n-secret"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn forms_redirects_proxies_and_keep_alive_from_json() {
+        let spec: JobSpec = serde_json::from_str(
+            r#"{"method":"POST","url":"https://a.test/","form":{"a":"1","b":["2","3"]},
+                "options":{"follow_redirects":"true","maxRedirects":3,"keepAlive":true,
+                           "proxy_configuration":{"*":{"address":"p.test","port":3128,
+                               "username":"u","password":"pr0xy-s3cret"}}}}"#,
+        )
+        .expect("valid JSON");
+        assert!(!format!("{spec:?}").contains("pr0xy-s3cret"));
+        let job = spec.into_job().expect("valid job");
+        assert_eq!(&job.body[..], b"a=1&b=2&b=3");
+        assert_eq!(job.http_options.follow_redirects, Some(true));
+        assert_eq!(job.http_options.max_redirects, 3);
+        assert!(job.http_options.keep_alive);
+        assert!(!format!("{job:?}").contains("pr0xy-s3cret"));
+        let spec: JobSpec = serde_json::from_str(
+            r#"{"url":"https://a.test/","multipart":[{"name":"f","data":"AAE=",
+                "filename":"x.bin"}],"options":{"proxy":"http://u:pr0xy-s3cret@p.test:1"}}"#,
+        )
+        .expect("valid JSON");
+        assert!(!format!("{spec:?}").contains("pr0xy-s3cret"));
+        let job = spec.into_job().expect("valid job");
+        assert!(job.body.windows(2).any(|w| w == [0, 1]));
+        assert!(!format!("{job:?}").contains("pr0xy-s3cret"));
     }
 
     #[test]

@@ -254,3 +254,79 @@ async fn nginx_checks_client_certificates_per_sni_name_over_http2() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn nginx_redirects_keep_the_certificate_at_home_and_decode_gzip() {
+    let Some(server) = peers::nginx() else {
+        return;
+    };
+    let engine = Engine::new();
+    let port = server.port;
+    let job = |method: &str, path: &str| {
+        let mut builder = Job::builder(method, format!("https://a.localhost:{port}{path}"))
+            .identity(store("client/p256/openssl.p12"))
+            .header("Authorization", "Bearer t0k")
+            .header("Cookie", "c=1")
+            .trust_store(trust());
+        for host in ["a.localhost", "b.localhost"] {
+            builder = builder.resolve(host, port, "127.0.0.1".parse().expect("ip"));
+        }
+        builder
+    };
+    for code in [301, 302, 303, 307, 308] {
+        let outcome = engine
+            .run(job("GET", &format!("/r{code}")).build().expect("job"))
+            .await;
+        assert!(
+            outcome.ok,
+            "{code}: {}\n{}",
+            describe(&outcome),
+            server.log()
+        );
+        assert_eq!(outcome.metrics.redirects, 1);
+        assert_eq!(outcome.redirects()[0].status_code, code);
+        assert!(body(&outcome).contains("server=a") && body(&outcome).contains("CN=client-p256"));
+        // POST is not followed unless asked; 303 then turns into GET, 307 keeps POST.
+        let post = job("POST", &format!("/r{code}")).body("x");
+        let outcome = engine.run(post.clone().build().expect("job")).await;
+        assert_eq!(outcome.response.as_ref().map(|r| r.status_code), Some(code));
+        let outcome = engine
+            .run(post.follow_redirects(true).build().expect("job"))
+            .await;
+        let method = if code == 303 { "GET" } else { "POST" };
+        assert!(
+            body(&outcome).contains(&format!("method={method}")),
+            "{code}: {}",
+            describe(&outcome)
+        );
+    }
+    let looped = engine.run(job("GET", "/loop").build().expect("job")).await;
+    assert_eq!(looped.kind(), Some("redirect.limit"));
+    // From the mTLS host to another host: no certificate there. b.localhost requires one
+    // from another CA, so nginx's page tells which case it was ("No required SSL
+    // certificate" = none was sent; ours would have been "The SSL certificate error").
+    let away = engine.run(job("GET", "/away").build().expect("job")).await;
+    let text = body(&away);
+    assert!(
+        text.contains("No required SSL certificate was sent"),
+        "{}",
+        describe(&away)
+    );
+    assert!(
+        away.tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_certificate.is_none())
+    );
+    assert!(away.redirects()[0].identity);
+    // gzip from nginx, decoded because the engine asked.
+    let gz = engine.run(job("GET", "/gz").build().expect("job")).await;
+    let response = gz.response.as_ref().expect("response");
+    assert_eq!(
+        response.decoded.as_deref(),
+        Some("gzip"),
+        "{}",
+        describe(&gz)
+    );
+    assert!(body(&gz).starts_with("gzip gzip"));
+    assert!(response.size < response.body.len() as u64);
+}

@@ -187,6 +187,39 @@ pub(crate) struct FetchArgs {
     /// Exit non-zero (22) when the HTTP status is 400 or more.
     #[arg(long)]
     pub(crate) fail: bool,
+    /// Redirects, forms and proxies (boxed: they would make every command as large).
+    #[command(flatten)]
+    pub(crate) http: Box<FetchHttpArgs>,
+}
+
+/// `downloader fetch` flags for redirects, forms and proxies.
+#[derive(Debug, Args)]
+pub(crate) struct FetchHttpArgs {
+    /// A multipart/form-data field, NAME=VALUE, or a file upload NAME=@FILE[;type=MIME]
+    /// (repeatable; makes the request a POST).
+    #[arg(
+        short = 'F',
+        long = "form",
+        value_name = "NAME=VALUE",
+        conflicts_with = "body_source"
+    )]
+    pub(crate) form: Vec<String>,
+    /// Follow redirects for any method (GET and HEAD follow by default).
+    #[arg(short = 'L', long = "location", conflicts_with = "no_follow")]
+    pub(crate) location: bool,
+    /// Do not follow redirects, not even for GET.
+    #[arg(long)]
+    pub(crate) no_follow: bool,
+    /// The most redirects followed (default 10).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_redirects: Option<u32>,
+    /// An HTTP proxy, http://[USER:PASSWORD@]HOST:PORT (default: HTTPS_PROXY / HTTP_PROXY
+    /// with NO_PROXY; an empty value disables them).
+    #[arg(short = 'x', long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+    /// Proxy credentials, USER:PASSWORD (Basic).
+    #[arg(short = 'U', long, value_name = "USER:PASSWORD")]
+    pub(crate) proxy_user: Option<String>,
 }
 
 /// `--trust` values.

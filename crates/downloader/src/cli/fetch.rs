@@ -5,8 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use engine::{
-    Engine, HttpVersion, IdentitySource, Job, JobError, Source, TlsVersion, TrustMode, TrustSource,
+    Engine, HttpVersion, IdentitySource, Job, JobError, Part, Proxy, ProxyRules, Source,
+    TlsVersion, TrustMode, TrustSource,
 };
+use keystore::Password;
 
 use crate::cli::args::{FetchArgs, TrustArg};
 use crate::cli::{EXIT_FAILURE, Failure, output, secret};
@@ -81,9 +83,11 @@ impl FetchArgs {
             (None, Some(path)) => Some(read(path)?),
             (None, None) => None,
         };
+        let parts = form_parts(&self.http.form)?;
         let method = match (&self.method, &body) {
             (Some(method), _) => method.clone(),
             (None, Some(_)) => "POST".to_owned(),
+            (None, None) if !parts.is_empty() => "POST".to_owned(),
             (None, None) => "GET".to_owned(),
         };
         let mut builder = Job::builder(method, self.url.as_str());
@@ -101,6 +105,22 @@ impl FetchArgs {
                 builder = builder.header("Content-Type", "application/x-www-form-urlencoded");
             }
             builder = builder.body(body);
+        }
+        if !parts.is_empty() {
+            builder = builder.multipart(&parts);
+        }
+        if self.http.location {
+            builder = builder.follow_redirects(true);
+        } else if self.http.no_follow {
+            builder = builder.follow_redirects(false);
+        }
+        if let Some(limit) = self.http.max_redirects {
+            builder = builder.max_redirects(limit);
+        }
+        if let Some(rules) =
+            proxy_rules(self.http.proxy.as_deref(), self.http.proxy_user.as_deref())?
+        {
+            builder = builder.proxy(rules);
         }
         let cert_password = secret::resolve(
             self.cert_password.as_ref(),
@@ -164,6 +184,82 @@ impl FetchArgs {
         }
         builder.build().map_err(usage)
     }
+}
+
+/// `NAME=VALUE` fields and `NAME=@FILE[;type=MIME]` files, as curl's `-F`.
+fn form_parts(fields: &[String]) -> Result<Vec<Part>, Failure> {
+    let mut parts = Vec::with_capacity(fields.len());
+    for field in fields {
+        let (name, value) = field
+            .split_once('=')
+            .ok_or_else(|| Failure::usage(format!("form field '{field}' is not NAME=VALUE")))?;
+        let part = match value.strip_prefix('@') {
+            Some(file) => {
+                let (file, content_type) = match file.rsplit_once(";type=") {
+                    Some((file, content_type)) => (file, Some(content_type.to_owned())),
+                    None => (file, None),
+                };
+                let path = Path::new(file);
+                Part {
+                    name: name.to_owned(),
+                    data: read(path)?.into(),
+                    filename: Some(
+                        path.file_name()
+                            .map(|name| name.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| file.to_owned()),
+                    ),
+                    content_type,
+                }
+            }
+            None => Part {
+                name: name.to_owned(),
+                data: value.to_owned().into(),
+                filename: None,
+                content_type: None,
+            },
+        };
+        parts.push(part);
+    }
+    Ok(parts)
+}
+
+/// `--proxy` (and `--proxy-user`), else the standard environment variables (upper or lower
+/// case); an empty `--proxy ""` means no proxy at all.
+fn proxy_rules(proxy: Option<&str>, user: Option<&str>) -> Result<Option<ProxyRules>, Failure> {
+    let credentials = move |proxy: Proxy| match user.and_then(|user| user.split_once(':')) {
+        Some((name, password)) => proxy.with_credentials(name, Password::new(password)),
+        None => match user {
+            Some(name) => proxy.with_credentials(name, Password::new("")),
+            None => proxy,
+        },
+    };
+    if let Some(text) = proxy {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let proxy = Proxy::parse(text).map_err(usage)?;
+        return Ok(Some(ProxyRules::all(credentials(proxy))));
+    }
+    let variable = |name: &str| {
+        std::env::var(name)
+            .or_else(|_| std::env::var(name.to_ascii_lowercase()))
+            .ok()
+    };
+    let (http, https, no_proxy) = (
+        variable("HTTP_PROXY"),
+        variable("HTTPS_PROXY"),
+        variable("NO_PROXY"),
+    );
+    if http.is_none() && https.is_none() {
+        return Ok(None);
+    }
+    let rules = ProxyRules::from_env_values(http.as_deref(), https.as_deref(), no_proxy.as_deref())
+        .map_err(usage)?;
+    // --proxy-user applies to the proxies the environment names.
+    Ok(Some(match user {
+        Some(_) => rules.with_credentials(credentials),
+        None => rules,
+    }))
 }
 
 fn tls_version(text: &str) -> Result<TlsVersion, Failure> {

@@ -122,6 +122,16 @@ fn colons(hex: &str) -> String {
 
 /// A `fetch` result for people: status line, headers, body, timings, then the TLS summary.
 pub(crate) fn outcome(out: &mut impl Write, outcome: &engine::Outcome) -> io::Result<()> {
+    for hop in outcome.redirects() {
+        writeln!(
+            out,
+            "< {} {} {} -> {}",
+            hop.status_code, hop.method, hop.url, hop.location
+        )?;
+    }
+    if !outcome.redirects().is_empty() {
+        writeln!(out)?;
+    }
     if let Some(response) = &outcome.response {
         writeln!(
             out,
@@ -150,6 +160,13 @@ pub(crate) fn outcome(out: &mut impl Write, outcome: &engine::Outcome) -> io::Re
         if response.truncated {
             writeln!(out, "<body cut at the body limit>")?;
         }
+        if let Some(encoding) = &response.decoded {
+            writeln!(
+                out,
+                "<decoded from {encoding}: {} bytes received>",
+                response.size
+            )?;
+        }
         writeln!(out)?;
     }
     let metrics = &outcome.metrics;
@@ -161,6 +178,7 @@ pub(crate) fn outcome(out: &mut impl Write, outcome: &engine::Outcome) -> io::Re
         ("send", metrics.send),
         ("wait", metrics.wait),
         ("download", metrics.download),
+        ("proxy", metrics.proxy),
         ("total", metrics.total),
         ("overall", Some(metrics.overall)),
     ] {
