@@ -141,11 +141,20 @@ fn median(mut samples: Vec<f64>) -> f64 {
 }
 
 fn job_json(url: &str) -> String {
-    serde_json::json!({"url": url, "config": {"timeout": 30}}).to_string()
+    job_json_with(url, false)
+}
+
+fn job_json_with(url: &str, keep_alive: bool) -> String {
+    serde_json::json!({"url": url, "config": {"timeout": 30, "keep_alive": keep_alive}}).to_string()
 }
 
 fn engine_job(url: &str) -> Result<engine::Job, Failure> {
+    engine_job_with(url, false)
+}
+
+fn engine_job_with(url: &str, keep_alive: bool) -> Result<engine::Job, Failure> {
     Ok(engine::Job::builder("GET", url)
+        .keep_alive(keep_alive)
         .trust_store(engine::TrustSource {
             source: engine::Source::Path(fixtures().join("ca/root.pem")),
             password: None,
@@ -191,12 +200,13 @@ async fn throughput_agent(
     url: &str,
     clients: usize,
     seconds: u64,
+    keep_alive: bool,
 ) -> Result<f64, Failure> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let mut client = Client::connect(port, cert).await?;
-        let body = job_json(url);
+        let body = job_json_with(url, keep_alive);
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
@@ -214,7 +224,12 @@ async fn throughput_agent(
     Ok(total as f64 / seconds as f64)
 }
 
-async fn throughput_engine(url: &str, clients: usize, seconds: u64) -> Result<f64, Failure> {
+async fn throughput_engine(
+    url: &str,
+    clients: usize,
+    seconds: u64,
+    keep_alive: bool,
+) -> Result<f64, Failure> {
     let engine = engine::Engine::new();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -224,7 +239,7 @@ async fn throughput_engine(url: &str, clients: usize, seconds: u64) -> Result<f6
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                if let Ok(job) = engine_job(&url)
+                if let Ok(job) = engine_job_with(&url, keep_alive)
                     && engine.run(job).await.ok
                 {
                     done += 1;
@@ -384,18 +399,25 @@ async fn main() -> Result<(), Failure> {
     let clients = 32;
     let skip_throughput = std::env::var_os("SKIP_THROUGHPUT").is_some();
     if !skip_throughput {
-        println!(
-            "throughput, {clients} concurrent clients, {seconds} s (fresh upstream connection per job)"
-        );
-        for (label, url) in [
-            ("http upstream ", format!("http://127.0.0.1:{plain_port}/")),
-            ("https upstream", format!("https://localhost:{tls_port}/")),
-        ] {
-            let engine_rate = throughput_engine(&url, clients, seconds).await?;
-            let agent_rate = throughput_agent(port, &cert, &url, clients, seconds).await?;
-            println!(
-                "  {label}: engine alone {engine_rate:>8.0} jobs/s   via agent {agent_rate:>8.0} jobs/s"
-            );
+        println!("throughput, {clients} concurrent clients, {seconds} s each");
+        for keep_alive in [false, true] {
+            let upstream = if keep_alive {
+                "kept-alive upstream connections"
+            } else {
+                "fresh upstream connection per job"
+            };
+            println!("  {upstream}");
+            for (label, url) in [
+                ("http upstream ", format!("http://127.0.0.1:{plain_port}/")),
+                ("https upstream", format!("https://localhost:{tls_port}/")),
+            ] {
+                let engine_rate = throughput_engine(&url, clients, seconds, keep_alive).await?;
+                let agent_rate =
+                    throughput_agent(port, &cert, &url, clients, seconds, keep_alive).await?;
+                println!(
+                    "    {label}: engine alone {engine_rate:>8.0} jobs/s   via agent {agent_rate:>8.0} jobs/s"
+                );
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&data);
