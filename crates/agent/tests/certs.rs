@@ -276,3 +276,42 @@ async fn an_unknown_keystore_with_a_wrong_password_is_a_typed_error() {
     assert_eq!(result["error"]["kind"], "request.invalid", "{result}");
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn a_trust_directory_and_a_rotated_host_rule_keystore() {
+    let server = upstream::start().await;
+    let dir = support::temp_dir("rule-rotate");
+    let keystore = install("client/rsa2048/openssl.p12", &dir, "rule.p12");
+    let mut config = support::config();
+    config.trust_store = Some(support::fixture("trust/dir"));
+    config.client_certs = vec![agent::config::HostRule {
+        hosts: vec![agent::config::HostPattern::parse("localhost").expect("pattern")],
+        cert: agent::config::CertRef {
+            path: keystore,
+            password: Some(keystore::Password::new(STORE)),
+            key_password: None,
+            alias: None,
+        },
+    }];
+    let agent = support::start(config).await;
+    let job = json!({"url": server.url("/")});
+    let result = agent.jobs(&job).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(seen_subject(&result).contains("client-rsa2048"), "{result}");
+    assert_eq!(
+        result["tls"]["clientCertificate"]["source"],
+        "host-rule:localhost"
+    );
+    install("client/p384/openssl.p12", &dir, "rule.p12");
+    let result = agent.jobs(&job).await;
+    assert!(seen_subject(&result).contains("client-p384"), "{result}");
+    let metrics = agent.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.contains("source=\"host-rule:localhost\"")
+                && line.contains("client-p384")),
+        "{metrics}"
+    );
+    agent.stop().await;
+}
