@@ -83,6 +83,7 @@ async fn end_to_end_with_mutual_tls(broker: &rabbit::Broker) {
         ca_pem: None,
         reply_queue: None,
         timeout: Duration::from_secs(60),
+        window: None,
     };
     let job = json!({"id": "mtls-1", "url": format!("https://a.localhost:{port}/"), "config": {
         "resolve": [format!("a.localhost:{port}:127.0.0.1")],
@@ -285,6 +286,7 @@ async fn wrong_password_is_retried_and_never_shown(broker: &rabbit::Broker) {
         ca_pem: None,
         reply_queue: None,
         timeout: Duration::from_secs(5),
+        window: None,
     };
     assert!(!format!("{target:?}").contains(RABBIT_PASSWORD));
     let error = submit::submit(&target, vec![json!({"url": "http://127.0.0.1:1/"})], |_| {})

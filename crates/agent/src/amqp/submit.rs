@@ -34,6 +34,8 @@ pub struct Target {
     pub reply_queue: Option<String>,
     /// How long to wait for all results.
     pub timeout: Duration,
+    /// At most this many jobs outstanding at once (`None`: all at once; 1 measures latency).
+    pub window: Option<usize>,
 }
 
 /// What happened to a submission.
@@ -65,6 +67,8 @@ pub struct AgentTarget {
     pub insecure: bool,
     /// How long one batch may take.
     pub timeout: Duration,
+    /// Jobs per request (`None`: 1,000).
+    pub window: Option<usize>,
 }
 
 /// Jobs per HTTP request to a passive agent (under its default queue limit).
@@ -115,8 +119,16 @@ pub async fn submit(
             .map(|elapsed| elapsed.as_micros())
             .unwrap_or_default()
     );
-    let (connection, channel, reply_queue, mut consumer) = open(target).await?;
-    let mut pending: HashSet<String> = HashSet::with_capacity(jobs.len());
+    let (connection, channel, reply_queue, consumer) = open(target).await?;
+    let window = target.window.filter(|window| *window > 0);
+    let mut waiter = Waiter {
+        consumer,
+        connection: Some(connection),
+        pending: HashSet::with_capacity(jobs.len()),
+        seen: HashSet::with_capacity(jobs.len()),
+        report: Report::default(),
+        deadline: started + target.timeout,
+    };
     let mut confirms = Vec::with_capacity(jobs.len());
     for (index, job) in jobs.iter().enumerate() {
         let correlation = format!("{run}-{index}");
@@ -137,75 +149,28 @@ pub async fn submit(
             .await
             .map_err(broker)?;
         confirms.push(confirm);
-        pending.insert(correlation);
+        waiter.pending.insert(correlation);
+        if let Some(window) = window
+            && waiter.pending.len() >= window
+        {
+            for confirm in confirms.drain(..) {
+                waiter.confirmed(confirm.await.map_err(broker)?)?;
+            }
+            if !waiter.until(target, window - 1, &mut on_result).await? {
+                break;
+            }
+        }
     }
-    let mut report = Report::default();
     for confirm in confirms {
-        match confirm.await.map_err(broker)? {
-            Confirmation::Nack(_) => {
-                return Err(SubmitError::Broker("the broker refused a job".into()));
-            }
-            Confirmation::Ack(_) | Confirmation::NotRequested => report.sent += 1,
-        }
+        waiter.confirmed(confirm.await.map_err(broker)?)?;
     }
-    let mut seen: HashSet<String> = HashSet::with_capacity(pending.len());
-    let deadline = started + target.timeout;
-    let mut connection = Some(connection);
-    // (Replaced when a named reply queue is consumed again after a lost connection.)
-    while !pending.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let next = match tokio::time::timeout(left, consumer.next()).await {
-            Err(_) => break,
-            Ok(next) => next,
-        };
-        let delivery = match next {
-            Some(Ok(delivery)) => delivery,
-            lost => {
-                // Only a named durable reply queue outlives its connection.
-                let detail = match lost {
-                    Some(Err(error)) => error.to_string(),
-                    _ => "consumer ended".into(),
-                };
-                if target.reply_queue.is_none() {
-                    return Err(SubmitError::Broker(format!(
-                        "connection lost while waiting for results ({detail}); use a named \
-                         reply queue to survive broker restarts"
-                    )));
-                }
-                let (again, _, _, resumed) = reopen(target, deadline).await?;
-                connection = Some(again);
-                consumer = resumed;
-                continue;
-            }
-        };
-        let Some(correlation) = delivery
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(|id| id.as_str().to_owned())
-        else {
-            continue;
-        };
-        let mut result: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
-        if pending.remove(&correlation) {
-            report.answered += 1;
-            if result.get("ok") == Some(&Value::Bool(true)) {
-                report.ok += 1;
-            }
-            seen.insert(correlation.clone());
-        } else if seen.contains(&correlation) {
-            report.duplicates += 1;
-        } else {
-            continue;
-        }
-        if let Some(object) = result.as_object_mut() {
-            object.insert("correlationId".into(), Value::String(correlation));
-        }
-        on_result(result);
-    }
+    waiter.until(target, 0, &mut on_result).await?;
+    let Waiter {
+        pending,
+        mut report,
+        connection,
+        ..
+    } = waiter;
     report.missing = pending.into_iter().collect();
     report.missing.sort();
     if let Some(connection) = connection {
@@ -241,7 +206,8 @@ pub async fn to_agent(
         ))
     );
     let mut report = Report::default();
-    for batch in jobs.chunks(AGENT_BATCH) {
+    let batch_size = target.window.filter(|n| *n > 0).unwrap_or(AGENT_BATCH);
+    for batch in jobs.chunks(batch_size) {
         let body = serde_json::to_vec(batch).unwrap_or_default();
         let mut builder = engine::Job::builder("POST", url.clone())
             .header("Content-Type", "application/json")
@@ -284,6 +250,92 @@ pub async fn to_agent(
         }
     }
     Ok(report)
+}
+
+/// Results being waited for.
+struct Waiter {
+    consumer: Consumer,
+    connection: Option<Connection>,
+    pending: HashSet<String>,
+    seen: HashSet<String>,
+    report: Report,
+    deadline: Instant,
+}
+
+impl Waiter {
+    fn confirmed(&mut self, confirmation: Confirmation) -> Result<(), SubmitError> {
+        match confirmation {
+            Confirmation::Nack(_) => Err(SubmitError::Broker("the broker refused a job".into())),
+            Confirmation::Ack(_) | Confirmation::NotRequested => {
+                self.report.sent += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads results until at most `limit` jobs are pending; false when the time is up.
+    async fn until(
+        &mut self,
+        target: &Target,
+        limit: usize,
+        on_result: &mut impl FnMut(Value),
+    ) -> Result<bool, SubmitError> {
+        while self.pending.len() > limit {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let next = match tokio::time::timeout(left, self.consumer.next()).await {
+                Err(_) => return Ok(false),
+                Ok(next) => next,
+            };
+            let delivery = match next {
+                Some(Ok(delivery)) => delivery,
+                lost => {
+                    // Only a named durable reply queue outlives its connection.
+                    let detail = match lost {
+                        Some(Err(error)) => error.to_string(),
+                        _ => "consumer ended".into(),
+                    };
+                    if target.reply_queue.is_none() {
+                        return Err(SubmitError::Broker(format!(
+                            "connection lost while waiting for results ({detail}); use a named \
+                             reply queue to survive broker restarts"
+                        )));
+                    }
+                    let (again, _, _, resumed) = reopen(target, self.deadline).await?;
+                    self.connection = Some(again);
+                    self.consumer = resumed;
+                    continue;
+                }
+            };
+            let Some(correlation) = delivery
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|id| id.as_str().to_owned())
+            else {
+                continue;
+            };
+            let mut result: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
+            if self.pending.remove(&correlation) {
+                self.report.answered += 1;
+                if result.get("ok") == Some(&Value::Bool(true)) {
+                    self.report.ok += 1;
+                }
+                self.seen.insert(correlation.clone());
+            } else if self.seen.contains(&correlation) {
+                self.report.duplicates += 1;
+            } else {
+                continue;
+            }
+            if let Some(object) = result.as_object_mut() {
+                object.insert("correlationId".into(), Value::String(correlation));
+            }
+            on_result(result);
+        }
+        Ok(true)
+    }
 }
 
 async fn connect(target: &Target) -> Result<Connection, SubmitError> {

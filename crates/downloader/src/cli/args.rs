@@ -304,4 +304,8 @@ pub(crate) struct SubmitArgs {
     /// Seconds to wait for all results.
     #[arg(long, default_value_t = 300.0)]
     pub(crate) timeout: f64,
+    /// At most N jobs outstanding at once (default: all; with --agent, jobs per request).
+    /// `--window 1` sends one job at a time, to measure per-job latency.
+    #[arg(long, value_name = "N")]
+    pub(crate) window: Option<usize>,
 }

@@ -44,6 +44,7 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<ExitCode, Failure> {
             ca_pem,
             reply_queue: args.reply_queue,
             timeout,
+            window: args.window,
         };
         runtime
             .block_on(submit::submit(&target, jobs, &mut print))
@@ -56,6 +57,7 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<ExitCode, Failure> {
             cacert: args.cacert,
             insecure: args.insecure,
             timeout,
+            window: args.window,
         };
         runtime
             .block_on(submit::to_agent(&target, jobs, &mut print))
