@@ -86,7 +86,7 @@ start_downloader() { # NAME QUEUE [extra env...]
   mkdir -p "$WORK/$name"
   env -i PATH="$PATH" use_rabbit=true use_http=false use_ssl=false rabbitHost=127.0.0.1 \
     rabbitPort="$AMQP_PORT" apikey=k secret=s DOWNLOADER_RABBIT_QUEUE="$queue" \
-    DOWNLOADER_MAX_JOBS="$PREFETCH" DOWNLOADER_LISTEN=127.0.0.1:0 DOWNLOADER_DATA_DIR="$WORK/$name" \
+    DOWNLOADER_MAX_JOBS="$PREFETCH" DOWNLOADER_DATA_DIR="$WORK/$name" \
     DOWNLOADER_LOG_FORMAT=json "$@" "$BIN" serve >"$WORK/$name/log" 2>&1 &
   PIDS+=($!)
   LAST_PID=$!

@@ -163,8 +163,15 @@ impl Agent {
     }
 
     /// Binds the configured listen address.
+    ///
+    /// With `use_http=false` (active mode only) nothing is served, so an ephemeral loopback port
+    /// is taken instead: several active-only downloaders can run on one machine.
     pub async fn bind(&self) -> Result<TcpListener, Error> {
-        let address = self.shared.config.listen;
+        let address = if self.shared.config.use_http {
+            self.shared.config.listen
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        };
         TcpListener::bind(address)
             .await
             .map_err(|error| Error::Bind {

@@ -93,7 +93,6 @@ impl Downloader {
             .env("secret", "s")
             .env("DOWNLOADER_RABBIT_QUEUE", QUEUE)
             .env("DOWNLOADER_MAX_JOBS", "32")
-            .env("DOWNLOADER_LISTEN", "127.0.0.1:0")
             .env("DOWNLOADER_DATA_DIR", dir)
             .env("DOWNLOADER_LOG_FORMAT", "json")
             .env("DOWNLOADER_SHUTDOWN_GRACE", "5")

@@ -141,3 +141,69 @@ impl fmt::Debug for Rabbit {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::config::{Config, Flags};
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, crate::Error> {
+        let env: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let flags = Flags {
+            data_dir: Some(std::env::temp_dir().join("downloader-amqp-settings")),
+            ..Flags::default()
+        };
+        Config::load(&flags, &env)
+    }
+
+    #[test]
+    fn defaults_follow_the_reference_names() {
+        let config = load(&[("use_rabbit", "true")]).expect("config");
+        let rabbit = config.rabbit.expect("active mode");
+        assert_eq!(rabbit.display(), "amqp://localhost:5672/%2f");
+        assert_eq!(rabbit.queue, "downloader.jobs");
+        assert_eq!(rabbit.prefetch, 1024);
+        assert_eq!(rabbit.dead_letter_exchange, None);
+        assert!(load(&[]).expect("config").rabbit.is_none());
+    }
+
+    #[test]
+    fn every_setting_is_read_and_checked() {
+        let config = load(&[
+            ("use_rabbit", "true"),
+            ("use_http", "false"),
+            ("rabbitHost", "broker.internal"),
+            ("rabbitSsl", "true"),
+            ("rabbitUsername", "dl"),
+            ("rabbitPassword", "Rabbit-Secret-77"),
+            ("DOWNLOADER_RABBIT_QUEUE", "downloader.dmz"),
+            ("DOWNLOADER_RABBIT_VHOST", "zone"),
+            ("DOWNLOADER_RABBIT_DEAD_LETTER_EXCHANGE", "dead"),
+            ("DOWNLOADER_MAX_JOBS", "40"),
+        ])
+        .expect("config");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("Rabbit-Secret-77"), "{debug}");
+        let rabbit = config.rabbit.expect("active mode");
+        assert_eq!(rabbit.display(), "amqps://broker.internal:5671/zone");
+        assert_eq!(rabbit.prefetch, 40);
+        assert_eq!(rabbit.password.expose(), "Rabbit-Secret-77");
+        assert_eq!(rabbit.dead_letter_exchange.as_deref(), Some("dead"));
+
+        for (name, value) in [
+            ("rabbitPort", "0"),
+            ("rabbitSsl", "maybe"),
+            ("DOWNLOADER_RABBIT_PREFETCH", "70000"),
+            ("DOWNLOADER_RABBIT_QUEUE", "amq.reserved"),
+        ] {
+            let error = load(&[("use_rabbit", "true"), (name, value)]).expect_err(name);
+            assert!(error.to_string().contains(name), "{error}");
+        }
+        let error = load(&[("use_http", "false")]).expect_err("nothing to do");
+        assert!(error.to_string().contains("use_rabbit"), "{error}");
+    }
+}
