@@ -60,6 +60,7 @@ async fn active_mode_against_rabbitmq() {
     };
     end_to_end_with_mutual_tls(&broker).await;
     malformed_messages_are_answered_then_dead_lettered(&broker).await;
+    tls_to_the_broker_uses_the_trust_store(&broker).await;
     wrong_password_is_retried_and_never_shown(&broker).await;
 }
 
@@ -257,6 +258,56 @@ async fn malformed_messages_are_answered_then_dead_lettered(broker: &rabbit::Bro
     assert_eq!(health["broker"]["consumed"], 4, "{health}");
     assert_eq!(health["broker"]["rejected"], 4, "{health}");
     let _ = connection.close(200, "done".into()).await;
+    agent.stop().await;
+}
+
+async fn tls_to_the_broker_uses_the_trust_store(broker: &rabbit::Broker) {
+    // `support::config()` trusts the fixture root (DOWNLOADER_TRUST_STORE).
+    let mut config = support::config();
+    let mut settings = rabbit(broker, "jobs.tls");
+    settings.host = "localhost".into();
+    settings.port = broker.tls_port;
+    settings.tls = true;
+    config.rabbit = Some(settings.clone());
+    let agent = support::start(config).await;
+    let health = wait_for_state(&agent, "consuming").await;
+    assert!(
+        health["broker"]["broker"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("amqps://localhost:"),
+        "{health}"
+    );
+    let target = Target {
+        url: broker.url(),
+        queue: "jobs.tls".into(),
+        ca_pem: None,
+        reply_queue: None,
+        timeout: Duration::from_secs(30),
+        window: None,
+    };
+    let job = json!({"id": "over-tls", "url": "http://127.0.0.1:1/"});
+    let mut results = Vec::new();
+    let report = submit::submit(&target, vec![job], |result| results.push(result))
+        .await
+        .expect("submit");
+    assert_eq!(report.answered, 1, "{results:?}");
+    assert_eq!(results[0]["id"], "over-tls");
+    assert_eq!(
+        results[0]["error"]["kind"], "connect.refused",
+        "{results:?}"
+    );
+    agent.stop().await;
+
+    // Without the fixture root the broker's certificate is not trusted: retried, and said.
+    let mut config = support::config();
+    config.trust_store = None;
+    config.trust_mode = engine::TrustMode::System;
+    config.rabbit = Some(settings);
+    let agent = support::start(config).await;
+    let health = wait_for_state(&agent, "disconnected").await;
+    let error = health["broker"]["lastError"].as_str().unwrap_or("");
+    assert!(error.to_lowercase().contains("certificate"), "{health}");
     agent.stop().await;
 }
 

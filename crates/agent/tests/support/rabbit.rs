@@ -19,6 +19,9 @@ const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 pub(crate) struct Broker {
     /// The AMQP port on 127.0.0.1.
     pub(crate) port: u16,
+    /// The AMQP-over-TLS port on 127.0.0.1: the fixture `localhost` certificate (issued by the
+    /// fixture intermediate under `ca/root.pem`), no client certificate asked.
+    pub(crate) tls_port: u16,
     node: String,
     dir: PathBuf,
     root: bool,
@@ -60,9 +63,24 @@ impl Broker {
             std::env::temp_dir().join(format!("downloader-rabbit-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("broker dir");
+        let tls_port = free_port();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+        let read = |name: &str| std::fs::read(fixtures.join(name)).expect("fixture");
+        std::fs::write(dir.join("server.pem"), read("server/localhost.pem")).expect("cert");
+        std::fs::write(dir.join("server.key"), read("server/localhost.key.pem")).expect("key");
+        let mut chain = read("ca/intermediate.pem");
+        chain.extend(read("ca/root.pem"));
+        std::fs::write(dir.join("ca.pem"), chain).expect("chain");
+        let d = dir.display();
         std::fs::write(
             dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n"),
+            format!(
+                "listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n\
+                 listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {d}/ca.pem\nssl_options.certfile = {d}/server.pem\n\
+                 ssl_options.keyfile = {d}/server.key\nssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n"
+            ),
         )
         .expect("rabbitmq.conf");
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("enabled_plugins");
@@ -76,6 +94,7 @@ impl Broker {
         }
         let mut broker = Self {
             port,
+            tls_port,
             node: format!("dltest{}x{port}@localhost", std::process::id()),
             dir,
             root,
