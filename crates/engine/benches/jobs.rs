@@ -2,6 +2,10 @@
 //! hyper + rustls loop doing the same request (the practical ceiling). Same identity, same
 //! trust, same ALPN (h2), session resumption off on both sides, one job at a time.
 //!
+//! The `keep_alive_job` group does the same with connection reuse: the engine with
+//! `keep_alive` against a hyper + rustls loop that keeps one connection and sends request after
+//! request on it.
+//!
 //! Run with `cargo bench -p engine --bench jobs` (or `bench/fetch.sh`). Needs nginx.
 
 #[path = "../../../tests/interop/peers.rs"]
@@ -105,6 +109,61 @@ async fn loop_request(config: Arc<ClientConfig>, port: u16) -> usize {
     body.len()
 }
 
+/// The minimal loop with keep-alive: one connection, opened again only when the server closes
+/// it (nginx ends a connection after `keepalive_requests`, 1000 by default).
+struct KeptAlive {
+    sender: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    uri: String,
+    config: Arc<ClientConfig>,
+    port: u16,
+}
+
+async fn kept_alive(config: Arc<ClientConfig>, port: u16) -> KeptAlive {
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2");
+    tokio::spawn(connection);
+    KeptAlive {
+        sender,
+        uri: format!("https://localhost:{port}/"),
+        config,
+        port,
+    }
+}
+
+async fn kept_alive_request(kept: &mut KeptAlive) -> usize {
+    let request = http::Request::get(kept.uri.as_str())
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    if kept.sender.is_closed() || kept.sender.ready().await.is_err() {
+        *kept = kept_alive(kept.config.clone(), kept.port).await;
+    }
+    let response = match kept.sender.send_request(request.clone()).await {
+        Ok(response) => response,
+        Err(_) => {
+            *kept = kept_alive(kept.config.clone(), kept.port).await;
+            kept.sender.send_request(request).await.expect("response")
+        }
+    };
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    body.len()
+}
+
 fn bench(c: &mut Criterion) {
     let Some(nginx) = peers::nginx() else {
         return;
@@ -128,6 +187,40 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("hyper_rustls_loop", |b| {
         b.iter(|| runtime.block_on(loop_request(config.clone(), port)));
+    });
+    group.finish();
+
+    let kept_job = {
+        let mut job = engine_job(port);
+        job = Job::builder("GET", job.display_url())
+            .identity(IdentitySource::Keystore {
+                source: Source::Path(peers::fixture("client/p256/openssl.p12")),
+                password: Some(Password::from(STORE)),
+                key_password: None,
+                alias: None,
+            })
+            .trust(engine::TrustMode::Custom)
+            .trust_store(TrustSource {
+                source: Source::Path(peers::fixture("ca/root.pem")),
+                password: None,
+            })
+            .keep_alive(true)
+            .build()
+            .expect("job");
+        job
+    };
+    let warm = runtime.block_on(engine.run(kept_job.clone()));
+    assert!(warm.ok, "{:?}", warm.error);
+    let reused = runtime.block_on(engine.run(kept_job.clone()));
+    assert!(reused.metrics.connection_reused, "{:?}", reused.metrics);
+    let mut kept = runtime.block_on(kept_alive(config, port));
+    let mut group = c.benchmark_group("keep_alive_job");
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function("engine", |b| {
+        b.iter(|| runtime.block_on(engine.run(kept_job.clone())));
+    });
+    group.bench_function("hyper_rustls_loop", |b| {
+        b.iter(|| runtime.block_on(kept_alive_request(&mut kept)));
     });
     group.finish();
     drop(nginx);

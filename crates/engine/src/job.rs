@@ -12,6 +12,7 @@ use keystore::Password;
 use url::Url;
 
 use crate::error::JobError;
+pub(crate) use crate::options::HttpOptions;
 
 /// The default response body limit: 50 MiB.
 pub const DEFAULT_BODY_LIMIT: u64 = 50 * 1024 * 1024;
@@ -49,23 +50,6 @@ pub struct Job {
     pub(crate) first_byte_timeout: Option<Duration>,
     pub(crate) body_limit: u64,
     pub(crate) http_options: HttpOptions,
-}
-
-/// The HTTP options of a job beyond the request itself: redirects, proxies, connection reuse
-/// and size limits. Set through [`JobBuilder`].
-#[derive(Clone)]
-pub(crate) struct HttpOptions {
-    /// `None`: follow for GET and HEAD only (the reference system's rule).
-    pub(crate) follow_redirects: Option<bool>,
-    pub(crate) max_redirects: u32,
-    /// Identities for hosts other than the URL's, selected by `host:port` on redirects.
-    pub(crate) host_identities: Vec<(String, u16, IdentitySource)>,
-    pub(crate) proxy: Option<crate::proxy::ProxyRules>,
-    pub(crate) keep_alive: bool,
-    pub(crate) decoded_limit: u64,
-    pub(crate) response_header_limit: usize,
-    /// Whether the engine added `Accept-Encoding` (and so decodes the body).
-    pub(crate) decodes: bool,
 }
 
 /// Where keystore bytes come from.
@@ -357,20 +341,6 @@ impl JobBuilder {
         self
     }
 
-    /// The largest request head (URL and headers), checked when the job is built (default
-    /// [`DEFAULT_HEADER_LIMIT`]).
-    pub fn request_header_limit(mut self, bytes: usize) -> Self {
-        self.request_header_limit = bytes;
-        self
-    }
-
-    /// The largest response head accepted; a larger one ends in `http.headers_too_large`
-    /// (default [`DEFAULT_HEADER_LIMIT`]; HTTP/1.1 never goes below 8 KiB).
-    pub fn response_header_limit(mut self, bytes: usize) -> Self {
-        self.http_options.response_header_limit = bytes;
-        self
-    }
-
     /// Checks everything that can be checked without the network.
     pub fn build(self) -> Result<Job, JobError> {
         let method = Method::from_bytes(self.method.trim().to_ascii_uppercase().as_bytes())
@@ -574,26 +544,6 @@ impl fmt::Debug for Job {
             .field("first_byte_timeout", &self.first_byte_timeout)
             .field("body_limit", &self.body_limit)
             .field("http_options", &self.http_options)
-            .finish()
-    }
-}
-
-impl fmt::Debug for HttpOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hosts: Vec<(&str, u16)> = self
-            .host_identities
-            .iter()
-            .map(|(host, port, _)| (host.as_str(), *port))
-            .collect();
-        f.debug_struct("HttpOptions")
-            .field("follow_redirects", &self.follow_redirects)
-            .field("max_redirects", &self.max_redirects)
-            .field("host_identities", &hosts)
-            .field("proxy", &self.proxy)
-            .field("keep_alive", &self.keep_alive)
-            .field("decoded_limit", &self.decoded_limit)
-            .field("response_header_limit", &self.response_header_limit)
-            .field("decodes", &self.decodes)
             .finish()
     }
 }

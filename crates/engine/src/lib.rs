@@ -44,6 +44,7 @@ mod exchange;
 mod form;
 mod job;
 mod material;
+mod options;
 mod outcome;
 mod pool;
 mod proxy;

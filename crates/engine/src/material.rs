@@ -36,7 +36,10 @@ pub(crate) struct LoadedIdentity {
 }
 
 /// Verifiers by trust mode and custom store.
-type Verifiers = HashMap<(TrustMode, Option<Key>), Arc<dyn ServerCertVerifier>>;
+type Verifiers = HashMap<(TrustMode, Option<Key>), Verifier>;
+
+/// A verifier and the fingerprint of what it trusts (part of a pooled connection's key).
+pub(crate) type Verifier = (Arc<dyn ServerCertVerifier>, [u8; 32]);
 
 /// The caches of one engine.
 #[derive(Debug)]
@@ -45,7 +48,7 @@ pub(crate) struct Materials {
     identities: Mutex<HashMap<Key, Arc<LoadedIdentity>>>,
     verifiers: Mutex<Verifiers>,
     system_roots: OnceLock<Arc<RootCertStore>>,
-    insecure: OnceLock<Arc<dyn ServerCertVerifier>>,
+    insecure: OnceLock<Verifier>,
 }
 
 /// What a cached value was made from.
@@ -105,12 +108,16 @@ impl Materials {
         mode: TrustMode,
         store: Option<&TrustSource>,
         insecure: bool,
-    ) -> Result<Arc<dyn ServerCertVerifier>, Error> {
+    ) -> Result<Verifier, Error> {
         if insecure {
             let provider = self.provider.clone();
             return Ok(self
                 .insecure
-                .get_or_init(|| Arc::new(NoVerification::new(provider)))
+                .get_or_init(|| {
+                    let verifier: Arc<dyn ServerCertVerifier> =
+                        Arc::new(NoVerification::new(provider));
+                    (verifier, fingerprint(&"insecure"))
+                })
                 .clone());
         }
         let store = if mode == TrustMode::System {
@@ -157,8 +164,9 @@ impl Materials {
                     source: keystore::Error::NoCertificates,
                 })?;
         let verifier: Arc<dyn ServerCertVerifier> = verifier;
-        insert(&self.verifiers, cache_key, verifier.clone());
-        Ok(verifier)
+        let entry = (verifier, fingerprint(&cache_key));
+        insert(&self.verifiers, cache_key, entry.clone());
+        Ok(entry)
     }
 
     /// The operating system's roots, loaded once; Mozilla's (webpki-roots) when the system
@@ -234,22 +242,6 @@ fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
         leaf,
         fingerprint: [0; 32],
     })
-}
-
-/// The trust part of a pooled connection's key: mode, verification and the custom store.
-pub(crate) fn trust_fingerprint(
-    mode: TrustMode,
-    store: Option<&TrustSource>,
-    insecure: bool,
-) -> Result<[u8; 32], Error> {
-    let key = match store {
-        Some(store) if mode != TrustMode::System && !insecure => Some(Key {
-            sources: vec![source_key(&store.source, Material::Trust)?],
-            secrets: secrets_digest(&[store.password.as_ref()], None),
-        }),
-        _ => None,
-    };
-    Ok(fingerprint(&(mode, insecure, key)))
 }
 
 fn fingerprint(value: &impl std::fmt::Debug) -> [u8; 32] {

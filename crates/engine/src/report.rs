@@ -28,11 +28,14 @@ pub(crate) fn facts(progress: &Progress) -> (HandshakeFacts, Option<String>) {
         presented_issuer: presented.map(|leaf| leaf.issuer.clone()),
         presented_not_after: presented.map(|leaf| leaf.not_after.clone()),
     };
-    let top_issuer = observed
-        .server_chain
-        .last()
-        .and_then(|der| CertificateInfo::from_der(der).ok())
-        .map(|info| info.issuer);
+    let top_issuer = match &observed.chain_info {
+        Some(chain) => chain.last().map(|info| info.issuer.clone()),
+        None => observed
+            .server_chain
+            .last()
+            .and_then(|der| CertificateInfo::from_der(der).ok())
+            .map(|info| info.issuer),
+    };
     (facts, top_issuer)
 }
 
@@ -101,11 +104,7 @@ pub(crate) fn outcome(job: &Job, progress: Progress, result: Result<(), Error>) 
 
 fn tls_info(progress: &Progress, now: OffsetDateTime, warnings: &mut Vec<String>) -> TlsInfo {
     let observed = progress.recorder.snapshot();
-    let chain: Vec<CertificateInfo> = observed
-        .server_chain
-        .iter()
-        .filter_map(|der| CertificateInfo::from_der(der).ok())
-        .collect();
+    let chain = observed.chain_info();
     if let Some(leaf) = chain.first() {
         expiry_warning(warnings, "server", leaf, now);
     }
@@ -121,7 +120,7 @@ fn tls_info(progress: &Progress, now: OffsetDateTime, warnings: &mut Vec<String>
         alpn: negotiated.and_then(|n| n.alpn),
         sni: progress.sni.clone(),
         verified: observed.verified,
-        server_certificates: chain.into_iter().map(Into::into).collect(),
+        server_certificates: chain.iter().cloned().map(Into::into).collect(),
         client_certificate_requested: observed.requested,
         acceptable_issuers: observed.acceptable_issuers,
         client_certificate: presented,
@@ -163,7 +162,6 @@ fn client_auth_warnings(
     tls: &TlsInfo,
 ) {
     let configured = progress.identity.is_some();
-    let (facts, _) = facts(progress);
     if configured && !tls.client_certificate_requested {
         warnings.push(
             "a client certificate was configured but the server did not ask for one, so it \
@@ -174,6 +172,7 @@ fn client_auth_warnings(
     if response.status_code != 400 {
         return;
     }
+    let (facts, _) = facts(progress);
     let Some(text) = response.body.text() else {
         return;
     };

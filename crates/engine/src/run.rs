@@ -13,7 +13,7 @@ use crate::dial::{self, Dialed, TlsParts};
 use crate::error::{Error, HandshakeFacts, JobError};
 use crate::exchange::{self, Body, ReadBody};
 use crate::job::Job;
-use crate::material::{self, LoadedIdentity, Materials};
+use crate::material::{LoadedIdentity, Materials};
 use crate::outcome::{Outcome, RequestInfo};
 use crate::pool::{Pool, PoolKey, Pooled};
 use crate::proxy::Proxy;
@@ -124,12 +124,14 @@ impl Inner {
     async fn execute(&self, original: Job) -> Outcome {
         let job_start = Instant::now();
         let follows = redirect::follows(&original);
-        let mut current = original.clone();
+        // The job of the current hop, once a redirect made one (no copy before that).
+        let mut redirected: Option<Job> = None;
         let mut hops: Vec<Redirect> = Vec::new();
         let mut seen: Vec<(http::Method, url::Url)> = Vec::new();
         loop {
+            let current = redirected.as_ref().unwrap_or(&original);
             let mut progress = Progress::new();
-            let mut result = self.attempt(&current, &mut progress).await;
+            let mut result = self.attempt(current, &mut progress).await;
             let target = match (&result, &progress.head) {
                 (Ok(()), Some(head)) if follows => {
                     redirect::location(head.status, &head.headers, &current.url)
@@ -147,10 +149,10 @@ impl Inner {
                     identity: progress.identity.is_some(),
                     metrics: progress.timeline.metrics(Instant::now()),
                 };
-                match redirect::next(&original, &current, status, to, hops.len(), &seen) {
+                match redirect::next(&original, current, status, to, hops.len(), &seen) {
                     Ok(next) => {
                         hops.push(hop);
-                        current = next;
+                        redirected = Some(next);
                         continue;
                     }
                     Err(error) => {
@@ -159,7 +161,7 @@ impl Inner {
                     }
                 }
             }
-            let mut outcome = report::outcome(&current, progress, result);
+            let mut outcome = report::outcome(current, progress, result);
             outcome.request = RequestInfo {
                 method: original.method.to_string(),
                 url: original.display_url(),
@@ -177,15 +179,15 @@ impl Inner {
         if let Some(source) = &job.identity {
             progress.identity = Some(self.materials.identity(source).await?);
         }
-        let verifier = if job.is_tls() {
+        let (verifier, trust) = if job.is_tls() {
             let store = job.trust_store.as_ref();
-            Some(
-                self.materials
-                    .verifier(job.trust, store, job.insecure)
-                    .await?,
-            )
+            let (verifier, trust) = self
+                .materials
+                .verifier(job.trust, store, job.insecure)
+                .await?;
+            (Some(verifier), trust)
         } else {
-            None
+            (None, [0; 32])
         };
         let deadline = progress.timeline.job_start + job.timeout;
         let (host, _) = job.host_port();
@@ -196,7 +198,7 @@ impl Inner {
             .and_then(|rules| rules.select(job.url.scheme(), &host))
             .cloned();
         let key = if job.http_options.keep_alive {
-            Some(self.pool_key(job, progress, proxy.as_ref())?)
+            Some(pool_key(job, progress, trust, proxy.as_ref()))
         } else {
             None
         };
@@ -230,34 +232,6 @@ impl Inner {
         let dialed = dial::dial(job, progress, proxy.as_ref(), tls_parts, deadline).await?;
         self.exchange(job, dialed, proxy.as_ref(), key, deadline, progress)
             .await
-    }
-
-    fn pool_key(
-        &self,
-        job: &Job,
-        progress: &Progress,
-        proxy: Option<&Proxy>,
-    ) -> Result<PoolKey, Error> {
-        let (host, port) = job.host_port();
-        let store = job.trust_store.as_ref();
-        Ok(PoolKey {
-            scheme: job.url.scheme().to_owned(),
-            pinned: job.pinned(&host, port),
-            host: host.to_ascii_lowercase(),
-            port,
-            sni: job.sni.clone(),
-            identity: progress.identity.as_ref().map(|loaded| loaded.fingerprint),
-            trust: material::trust_fingerprint(job.trust, store, job.insecure)?,
-            tls: (job.tls_min, job.tls_max),
-            http: job.http,
-            proxy: proxy.map(|proxy| {
-                let digest = proxy
-                    .authorization()
-                    .map(|value| Sha256::digest(value.as_bytes()).into())
-                    .unwrap_or_default();
-                (proxy.address(), digest)
-            }),
-        })
     }
 
     async fn exchange(
@@ -347,18 +321,22 @@ impl Inner {
             _ => Ok(None),
         };
         if !truncated && let Some(key) = key {
+            let tls = progress.tls_started.then(|| {
+                let mut observed = progress.recorder.snapshot();
+                if observed.chain_info.is_none() {
+                    // Parsed once per connection, not once per job.
+                    let parsed = Some(observed.chain_info());
+                    observed.chain_info = parsed.clone();
+                    progress.recorder.update(|slot| slot.chain_info = parsed);
+                }
+                (observed, progress.negotiated.clone(), progress.sni.clone())
+            });
             self.pool.put(
                 key,
                 Pooled {
                     connection,
                     http2,
-                    tls: progress.tls_started.then(|| {
-                        (
-                            progress.recorder.snapshot(),
-                            progress.negotiated.clone(),
-                            progress.sni.clone(),
-                        )
-                    }),
+                    tls,
                     marks,
                     idle_since: Instant::now(),
                 },
@@ -425,6 +403,29 @@ impl Progress {
             self.sni = sni.clone();
             self.tls_started = true;
         }
+    }
+}
+
+/// Everything that authenticated a connection for `job`.
+fn pool_key(job: &Job, progress: &Progress, trust: [u8; 32], proxy: Option<&Proxy>) -> PoolKey {
+    let (host, port) = job.host_port();
+    PoolKey {
+        scheme: job.url.scheme().to_owned(),
+        pinned: job.pinned(&host, port),
+        host: host.to_ascii_lowercase(),
+        port,
+        sni: job.sni.clone(),
+        identity: progress.identity.as_ref().map(|loaded| loaded.fingerprint),
+        trust,
+        tls: (job.tls_min, job.tls_max),
+        http: job.http,
+        proxy: proxy.map(|proxy| {
+            let digest = proxy
+                .authorization()
+                .map(|value| Sha256::digest(value.as_bytes()).into())
+                .unwrap_or_default();
+            (proxy.address(), digest)
+        }),
     }
 }
 

@@ -35,6 +35,22 @@ pub(crate) struct Observed {
     pub(crate) acceptable_issuers: Vec<String>,
     /// Whether we answered with our certificate.
     pub(crate) presented: bool,
+    /// `server_chain` parsed, once per connection (kept with a pooled connection).
+    pub(crate) chain_info: Option<Arc<Vec<keystore::CertificateInfo>>>,
+}
+
+impl Observed {
+    /// The server chain parsed; parsed now unless it was already.
+    pub(crate) fn chain_info(&self) -> Arc<Vec<keystore::CertificateInfo>> {
+        self.chain_info.clone().unwrap_or_else(|| {
+            Arc::new(
+                self.server_chain
+                    .iter()
+                    .filter_map(|der| keystore::CertificateInfo::from_der(der).ok())
+                    .collect(),
+            )
+        })
+    }
 }
 
 /// Shared slot for [`Observed`], one per job.

@@ -1,0 +1,60 @@
+//! The HTTP options of a job beyond the request: redirects, proxies, connection reuse and
+//! size limits (the builder methods for each live with their concept: `redirect`, `proxy`,
+//! `pool`, `decode`; the header limits are here).
+
+use std::fmt;
+
+use crate::job::{IdentitySource, JobBuilder};
+
+/// The HTTP options of a job beyond the request itself: redirects, proxies, connection reuse
+/// and size limits. Set through [`JobBuilder`].
+#[derive(Clone)]
+pub(crate) struct HttpOptions {
+    /// `None`: follow for GET and HEAD only (the reference system's rule).
+    pub(crate) follow_redirects: Option<bool>,
+    pub(crate) max_redirects: u32,
+    /// Identities for hosts other than the URL's, selected by `host:port` on redirects.
+    pub(crate) host_identities: Vec<(String, u16, IdentitySource)>,
+    pub(crate) proxy: Option<crate::proxy::ProxyRules>,
+    pub(crate) keep_alive: bool,
+    pub(crate) decoded_limit: u64,
+    pub(crate) response_header_limit: usize,
+    /// Whether the engine added `Accept-Encoding` (and so decodes the body).
+    pub(crate) decodes: bool,
+}
+
+impl JobBuilder {
+    /// The largest request head (URL and headers), checked when the job is built (default
+    /// [`crate::DEFAULT_HEADER_LIMIT`]).
+    pub fn request_header_limit(mut self, bytes: usize) -> Self {
+        self.request_header_limit = bytes;
+        self
+    }
+
+    /// The largest response head accepted; a larger one ends in `http.headers_too_large`
+    /// (default [`crate::DEFAULT_HEADER_LIMIT`]; HTTP/1.1 never goes below 8 KiB).
+    pub fn response_header_limit(mut self, bytes: usize) -> Self {
+        self.http_options.response_header_limit = bytes;
+        self
+    }
+}
+
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hosts: Vec<(&str, u16)> = self
+            .host_identities
+            .iter()
+            .map(|(host, port, _)| (host.as_str(), *port))
+            .collect();
+        f.debug_struct("HttpOptions")
+            .field("follow_redirects", &self.follow_redirects)
+            .field("max_redirects", &self.max_redirects)
+            .field("host_identities", &hosts)
+            .field("proxy", &self.proxy)
+            .field("keep_alive", &self.keep_alive)
+            .field("decoded_limit", &self.decoded_limit)
+            .field("response_header_limit", &self.response_header_limit)
+            .field("decodes", &self.decodes)
+            .finish()
+    }
+}
