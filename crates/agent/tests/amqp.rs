@@ -61,6 +61,7 @@ async fn active_mode_against_rabbitmq() {
     end_to_end_with_mutual_tls(&broker).await;
     malformed_messages_are_answered_then_dead_lettered(&broker).await;
     tls_to_the_broker_uses_the_trust_store(&broker).await;
+    shutdown_finishes_and_answers_the_job_in_flight(&broker).await;
     wrong_password_is_retried_and_never_shown(&broker).await;
 }
 
@@ -110,12 +111,11 @@ async fn end_to_end_with_mutual_tls(broker: &rabbit::Broker) {
     );
     assert_eq!(result["tls"]["clientCertificate"]["source"], "job");
 
-    let metrics = agent.metrics().await;
-    assert!(metrics.contains("downloader_amqp_connected 1"), "{metrics}");
-    assert!(
-        metrics.contains("downloader_amqp_messages_total{event=\"answered\"} 1"),
-        "{metrics}"
-    );
+    // The ack (and its count) follows the result's confirmation.
+    agent
+        .wait_for_metric("downloader_amqp_messages_total{event=\"answered\"} 1")
+        .await;
+    agent.wait_for_metric("downloader_amqp_connected 1").await;
 
     // SIGTERM path: the consumer stops and the agent returns.
     let started = Instant::now();
@@ -253,6 +253,12 @@ async fn malformed_messages_are_answered_then_dead_lettered(broker: &rabbit::Bro
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health(&agent).await["broker"]["rejected"] != 4 {
+        assert!(Instant::now() < deadline, "{}", health(&agent).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still four a moment later: rejected messages are not redelivered.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let health = health(&agent).await;
     assert_eq!(health["broker"]["consumed"], 4, "{health}");
@@ -309,6 +315,72 @@ async fn tls_to_the_broker_uses_the_trust_store(broker: &rabbit::Broker) {
     let error = health["broker"]["lastError"].as_str().unwrap_or("");
     assert!(error.to_lowercase().contains("certificate"), "{health}");
     agent.stop().await;
+}
+
+/// A plain-HTTP upstream that answers each request after `delay`.
+async fn slow_upstream(delay: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0_u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                tokio::time::sleep(delay).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow",
+                    )
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+async fn shutdown_finishes_and_answers_the_job_in_flight(broker: &rabbit::Broker) {
+    let upstream = slow_upstream(Duration::from_millis(1500)).await;
+    let mut config = support::config();
+    config.rabbit = Some(rabbit(broker, "jobs.drain"));
+    let mut agent = support::start(config).await;
+    wait_for_state(&agent, "consuming").await;
+    let target = Target {
+        url: broker.url(),
+        queue: "jobs.drain".into(),
+        ca_pem: None,
+        reply_queue: None,
+        timeout: Duration::from_secs(30),
+        window: None,
+    };
+    let submitted = tokio::spawn(async move {
+        let mut results = Vec::new();
+        let report = submit::submit(
+            &target,
+            vec![json!({"id": "in-flight", "url": format!("http://127.0.0.1:{upstream}/")})],
+            |result| results.push(result),
+        )
+        .await;
+        (report, results)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health(&agent).await["broker"]["consumed"] != 1 {
+        assert!(Instant::now() < deadline, "the job never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGTERM while the job runs: the agent finishes it, publishes, acks, then returns.
+    let task = agent.begin_shutdown().expect("agent task");
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("drained in time")
+        .expect("agent task");
+    let (report, results) = submitted.await.expect("submit task");
+    let report = report.expect("submit");
+    assert_eq!((report.answered, report.ok), (1, 1), "{results:?}");
+    assert_eq!(results[0]["response"]["body"], "slow", "{results:?}");
+    assert!(results[0].get("redelivered").is_none(), "{results:?}");
 }
 
 async fn wrong_password_is_retried_and_never_shown(broker: &rabbit::Broker) {

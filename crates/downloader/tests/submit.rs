@@ -294,3 +294,74 @@ fn three_downloaders_share_a_queue_and_lose_nothing() {
     }
     drop(victim);
 }
+
+#[test]
+fn submit_to_a_passive_agent_over_https() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (upstream, served) = upstream(&runtime);
+    let dir = temp_dir("passive");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port");
+    let log = std::fs::File::create(dir.join("log")).expect("log");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_downloader"))
+        .arg("serve")
+        .env_clear()
+        .env("apikey", "k")
+        .env("secret", "s-3141")
+        .env("DOWNLOADER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DOWNLOADER_DATA_DIR", &dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start downloader serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the agent never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let jobs = dir.join("jobs.json");
+    let array: Vec<Value> = (0..25)
+        .map(|index| {
+            serde_json::json!({"id": format!("p-{index}"), "url": format!("http://127.0.0.1:{upstream}/{index}")})
+        })
+        .collect();
+    std::fs::write(&jobs, Value::Array(array).to_string()).expect("jobs");
+    let output = Command::new(env!("CARGO_BIN_EXE_downloader"))
+        .args(["submit", "--agent", &format!("https://127.0.0.1:{port}")])
+        .args([
+            "--apikey",
+            "k",
+            "--secret",
+            "s-3141",
+            "--insecure",
+            "--window",
+            "10",
+        ])
+        .arg(&jobs)
+        .output()
+        .expect("submit");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("submitted 25, answered 25, ok 25, failed 0"),
+        "{stderr}"
+    );
+    let ids: HashSet<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let result: Value = serde_json::from_str(line).expect("NDJSON");
+            result["id"].as_str().unwrap_or("").to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 25);
+    assert_eq!(served.load(Ordering::Relaxed), 25);
+}
