@@ -184,6 +184,7 @@ impl Job {
                 host_identities: Vec::new(),
                 proxy: None,
                 keep_alive: false,
+                idle_limit: crate::pool::IDLE_TIMEOUT,
                 decoded_limit: DEFAULT_BODY_LIMIT,
                 response_header_limit: DEFAULT_HEADER_LIMIT,
                 decodes: false,

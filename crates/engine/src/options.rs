@@ -17,6 +17,7 @@ pub(crate) struct HttpOptions {
     pub(crate) host_identities: Vec<(String, u16, IdentitySource)>,
     pub(crate) proxy: Option<crate::proxy::ProxyRules>,
     pub(crate) keep_alive: bool,
+    pub(crate) idle_limit: std::time::Duration,
     pub(crate) decoded_limit: u64,
     pub(crate) response_header_limit: usize,
     /// Whether the engine added `Accept-Encoding` (and so decodes the body).
@@ -52,6 +53,7 @@ impl fmt::Debug for HttpOptions {
             .field("host_identities", &hosts)
             .field("proxy", &self.proxy)
             .field("keep_alive", &self.keep_alive)
+            .field("idle_limit", &self.idle_limit)
             .field("decoded_limit", &self.decoded_limit)
             .field("response_header_limit", &self.response_header_limit)
             .field("decodes", &self.decodes)

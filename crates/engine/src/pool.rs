@@ -6,7 +6,7 @@
 //! connection made with certificate A is never handed to a job that asked for certificate B
 //! or for none, because their keys differ. A connection is used by one job at a time and goes
 //! back to the pool only after its response was read completely. Idle connections expire
-//! after [`IDLE_TIMEOUT`].
+//! after the job's `keep_alive_idle` (default 30 s).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,7 +17,7 @@ use crate::job::{HttpVersion, JobBuilder, TlsVersion};
 use crate::run::Negotiated;
 use crate::tls::Observed;
 
-/// How long an idle connection is kept.
+/// How long an idle connection is kept, unless the job says otherwise.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most idle connections kept per key.
 const PER_KEY: usize = 16;
@@ -46,6 +46,8 @@ pub(crate) struct Pooled {
     pub(crate) tls: Option<(Observed, Option<Negotiated>, Option<String>)>,
     pub(crate) marks: std::sync::Arc<crate::timing::IoMarks>,
     pub(crate) idle_since: Instant,
+    /// How long it may stay idle (the job's `keep_alive_idle`).
+    pub(crate) idle_limit: Duration,
 }
 
 /// The idle connections of one engine.
@@ -61,6 +63,13 @@ impl JobBuilder {
         self.http_options.keep_alive = keep;
         self
     }
+
+    /// How long this job's connection may wait idle in the pool for the next job (default
+    /// 30 s).
+    pub fn keep_alive_idle(mut self, limit: Duration) -> Self {
+        self.http_options.idle_limit = limit;
+        self
+    }
 }
 
 impl Pool {
@@ -71,7 +80,9 @@ impl Pool {
         let list = idle.get_mut(key)?;
         let now = Instant::now();
         while let Some(pooled) = list.pop() {
-            if now.duration_since(pooled.idle_since) < IDLE_TIMEOUT && pooled.connection.is_open() {
+            if now.duration_since(pooled.idle_since) < pooled.idle_limit
+                && pooled.connection.is_open()
+            {
                 return Some(pooled);
             }
         }
@@ -88,7 +99,7 @@ impl Pool {
         let mut idle = self.lock();
         let now = Instant::now();
         idle.retain(|_, list| {
-            list.retain(|p| now.duration_since(p.idle_since) < IDLE_TIMEOUT);
+            list.retain(|p| now.duration_since(p.idle_since) < p.idle_limit);
             !list.is_empty()
         });
         let list = idle.entry(key).or_default();

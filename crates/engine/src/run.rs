@@ -339,6 +339,7 @@ impl Inner {
                     tls,
                     marks,
                     idle_since: Instant::now(),
+                    idle_limit: job.http_options.idle_limit,
                 },
             );
         }

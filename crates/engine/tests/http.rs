@@ -496,7 +496,77 @@ async fn kept_alive_connections_never_mix_identities() {
         }
     }
     assert_eq!(all.len(), 3, "one connection per identity");
+    // Idle connections expire.
+    let idle = || {
+        Job::builder("GET", server.url("/headers"))
+            .keep_alive(true)
+            .keep_alive_idle(std::time::Duration::from_millis(100))
+            .identity(identity("p384"))
+    };
+    assert!(!run(&engine, idle()).await.metrics.connection_reused);
+    assert!(run(&engine, idle()).await.metrics.connection_reused);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert!(!run(&engine, idle()).await.metrics.connection_reused);
     // Without keep_alive, every job has its own connection.
     let fresh = run(&engine, Job::builder("GET", server.url("/headers"))).await;
     assert!(!fresh.metrics.connection_reused);
+}
+
+/// A plain HTTP/1.1 server that answers the first request of each connection and closes the
+/// connection, without a word, when a second one arrives: a pooled connection that died.
+async fn closes_on_second_request() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let number = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body = format!("connection={number}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+                // The next request (or EOF) ends the connection unanswered.
+                let _ = tcp.read(&mut chunk).await;
+            });
+        }
+    });
+    (port, connections)
+}
+
+#[tokio::test]
+async fn a_dead_pooled_connection_is_retried_once_for_idempotent_methods_only() {
+    let (port, connections) = closes_on_second_request().await;
+    let engine = Engine::new();
+    let job = |method: &str| {
+        Job::builder(method, format!("http://127.0.0.1:{port}/"))
+            .keep_alive(true)
+            .http(engine::HttpVersion::Http1)
+            .build()
+            .expect("job")
+    };
+    let first = engine.run(job("GET")).await;
+    assert_eq!(body(&first), "connection=1", "{}", describe(&first));
+    // The pooled connection dies on this request: GET is retried on a fresh one.
+    let second = engine.run(job("GET")).await;
+    assert_eq!(body(&second), "connection=2", "{}", describe(&second));
+    assert!(!second.metrics.connection_reused);
+    // POST is not retried.
+    let post = engine.run(job("POST")).await;
+    assert_eq!(post.kind(), Some("http.protocol"), "{}", describe(&post));
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

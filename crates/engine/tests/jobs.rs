@@ -549,6 +549,9 @@ async fn secrets_never_appear_in_results_or_debug_output() {
         "session=c00kie-jar-v4lue",
         "c00kie-jar-v4lue",
         "url-pa55w0rd",
+        "pr0xy-pa55w0rd",
+        // base64 of "proxy-user:pr0xy-pa55w0rd" (the Proxy-Authorization token).
+        "cHJveHktdXNlcjpwcjB4eS1wYTU1dzByZA",
     ];
     let in_memory = std::fs::read(fixture("client/p384/openssl.p12")).expect("fixture");
     let jobs = vec![
@@ -592,6 +595,24 @@ async fn secrets_never_appear_in_results_or_debug_output() {
         // Fails in TLS.
         Job::builder("GET", server.url("/"))
             .header("Authorization", "Bearer sekr1t-b3arer-t0ken")
+            .trust_store(trust()),
+        // Fails at a proxy with credentials (nothing listens on port 1).
+        Job::builder("GET", server.url("/"))
+            .identity(store("client/p256/openssl.p12", Some(STORE)))
+            .proxy(engine::ProxyRules::all(
+                engine::Proxy::parse("http://proxy-user:pr0xy-pa55w0rd@127.0.0.1:1")
+                    .expect("proxy"),
+            ))
+            .trust_store(trust()),
+        // Through reference rules with credentials (and to a direct host).
+        Job::builder("GET", server.url("/"))
+            .proxy(
+                engine::ProxyRules::from_reference_json(
+                    r#"{"*":{"address":"127.0.0.1","port":1,"username":"proxy-user",
+                             "password":"pr0xy-pa55w0rd"},"localhost":{"address":"NONE"}}"#,
+                )
+                .expect("rules"),
+            )
             .trust_store(trust()),
     ];
     for builder in jobs {
