@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One mutual-TLS request from the command line: `downloader fetch` against curl with the same
 # PEM identity and CA, to the same local nginx (tests/interop/nginx.conf.in), in one hyperfine
-# run; then the engine's fresh-connection job throughput against a minimal hyper+rustls loop
-# (criterion, crates/engine/benches/jobs.rs). Needs: nginx, curl, hyperfine.
+# run; then the engine's job throughput against minimal hyper+rustls loops (criterion,
+# crates/engine/benches/jobs.rs): fresh connections (`fresh_mtls_job`) and kept-alive ones
+# (`keep_alive_job`: the engine with keep_alive against a loop reusing one connection).
+# Jobs/s = 1 s / the time per iteration. Needs: nginx, curl, hyperfine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -q -p downloader
