@@ -229,7 +229,16 @@ impl Inner {
             provider: &self.provider,
             verifier,
         });
-        let dialed = dial::dial(job, progress, proxy.as_ref(), tls_parts, deadline).await?;
+        // Boxed: dialing is a large state machine, and inlining it would make every job's future
+        // (moved into its task) that large, also for jobs that reuse a connection.
+        let dialed = Box::pin(dial::dial(
+            job,
+            progress,
+            proxy.as_ref(),
+            tls_parts,
+            deadline,
+        ))
+        .await?;
         self.exchange(job, dialed, proxy.as_ref(), key, deadline, progress)
             .await
     }
