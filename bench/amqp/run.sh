@@ -14,7 +14,7 @@ LATENCY_JOBS="${LATENCY_JOBS:-500}"
 PREFETCH="${PREFETCH:-64}"
 export PATH="$PATH:/usr/sbin"
 cargo build --release -q -p downloader
-BIN="$PWD/target/release/downloader"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/downloader"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 600); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
@@ -90,7 +90,7 @@ start_downloader() { # NAME QUEUE [extra env...]
     DOWNLOADER_LOG_FORMAT=json "$@" "$BIN" serve >"$WORK/$name/log" 2>&1 &
   PIDS+=($!)
   LAST_PID=$!
-  for _ in $(seq 1 300); do grep -q "consuming jobs" "$WORK/$name/log" && return 0; sleep 0.1; done
+  for _ in $(seq 1 300); do grep -q "consuming jobs" "$WORK/$name/log" 2>/dev/null && return 0; sleep 0.1; done
   echo "$name never consumed" >&2; cat "$WORK/$name/log" >&2; return 1
 }
 
