@@ -18,6 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const JOBS: usize = 5000;
 const QUEUE: &str = "downloader.test";
+/// The downloaders' broker login; must never show up in their logs.
+const RABBIT_USER: &str = "downloader";
+const RABBIT_PASSWORD: &str = "Rb-Pw-8812-zx";
 
 fn temp_dir(label: &str) -> PathBuf {
     let dir =
@@ -87,8 +90,8 @@ impl Downloader {
             .env("use_ssl", "false")
             .env("rabbitHost", "127.0.0.1")
             .env("rabbitPort", broker_port.to_string())
-            .env("rabbitUsername", "guest")
-            .env("rabbitPassword", "guest")
+            .env("rabbitUsername", RABBIT_USER)
+            .env("rabbitPassword", RABBIT_PASSWORD)
             .env("apikey", "k")
             .env("secret", "s")
             .env("DOWNLOADER_RABBIT_QUEUE", QUEUE)
@@ -228,6 +231,7 @@ fn three_downloaders_share_a_queue_and_lose_nothing() {
         .build()
         .expect("runtime");
     let (upstream, served) = upstream(&runtime);
+    broker.add_user(RABBIT_USER, RABBIT_PASSWORD);
     let dir = temp_dir("scale");
     let mut downloaders: Vec<Downloader> = (0..3)
         .map(|n| Downloader::start(broker.port, &dir.join(format!("d{n}"))))
@@ -282,6 +286,16 @@ fn three_downloaders_share_a_queue_and_lose_nothing() {
     check(&output, "restart");
     for downloader in &downloaders {
         assert!(downloader.log().contains("broker unavailable; retrying"));
+    }
+
+    // The broker password never reaches the logs (through connects, losses and reconnects).
+    for downloader in downloaders.iter().chain([&victim]) {
+        let log = downloader.log();
+        assert!(log.contains("consuming jobs"));
+        assert!(
+            !log.contains(RABBIT_PASSWORD),
+            "password in the log:\n{log}"
+        );
     }
 
     // SIGTERM: drains and exits 0.

@@ -200,6 +200,27 @@ impl Broker {
         self.boot();
     }
 
+    /// Adds a user with full permissions on `/`.
+    pub(crate) fn add_user(&self, name: &str, password: &str) {
+        for args in [
+            vec!["add_user", name, password],
+            vec!["set_permissions", "-p", "/", name, ".*", ".*", ".*"],
+        ] {
+            let output = self
+                .command(CTL)
+                .args(["-n", &self.node])
+                .args(&args)
+                .output()
+                .expect("rabbitmqctl");
+            assert!(
+                output.status.success(),
+                "rabbitmqctl {}: {}",
+                args[0],
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+
     /// `rabbitmqctl list_queues name messages consumers` as text.
     pub(crate) fn queues(&self) -> String {
         self.command(CTL)
