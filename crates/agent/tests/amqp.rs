@@ -416,5 +416,12 @@ async fn wrong_password_is_retried_and_never_shown(broker: &rabbit::Broker) {
         .await
         .expect_err("wrong password");
     assert!(!error.to_string().contains(RABBIT_PASSWORD), "{error}");
+    // Shutdown while the worker retries is immediate.
+    let started = Instant::now();
     agent.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -75,7 +75,11 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
 ) -> Result<(), Failure> {
-    let connection = connect(shared, rabbit).await?;
+    // SIGTERM while a connection attempt hangs (a firewalled broker) need not wait for it.
+    let connection = tokio::select! {
+        connection = connect(shared, rabbit) => connection?,
+        _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+    };
     let channel = connection.create_channel().await.map_err(Failure::broker)?;
     channel
         .basic_qos(rabbit.prefetch, BasicQosOptions::default())
