@@ -307,6 +307,7 @@ fn three_downloaders_share_a_queue_and_lose_nothing() {
         assert!(status.success(), "{status}\n{}", downloader.log());
     }
     drop(victim);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -378,4 +379,5 @@ fn submit_to_a_passive_agent_over_https() {
         .collect();
     assert_eq!(ids.len(), 25);
     assert_eq!(served.load(Ordering::Relaxed), 25);
+    let _ = std::fs::remove_dir_all(&dir);
 }
