@@ -42,6 +42,16 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     agent::log::init(config.log_format);
+    let active = config.rabbit.as_ref().map(|rabbit| {
+        format!(
+            "active mode: consuming '{}' on {} as {} (prefetch {})",
+            rabbit.queue,
+            rabbit.display(),
+            rabbit.username,
+            rabbit.prefetch
+        )
+    });
+    let passive = config.use_http;
     runtime.block_on(async {
         let agent = Agent::build(config)
             .await
@@ -51,19 +61,35 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
             .await
             .map_err(|error| failure(&error, EXIT_FAILURE))?;
         let address = listener.local_addr().unwrap_or(agent.started().listen);
-        print_banner(agent.started(), address);
+        print_banner(agent.started(), address, passive, active.as_deref());
         agent.serve(listener, agent::shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn print_banner(started: &agent::Started, address: std::net::SocketAddr) {
+fn print_banner(
+    started: &agent::Started,
+    address: std::net::SocketAddr,
+    passive: bool,
+    active: Option<&str>,
+) {
     let mut out = std::io::stdout().lock();
     let scheme = if started.https { "https" } else { "http" };
-    let _ = writeln!(
-        out,
-        "downloader agent listening on {scheme}://{address}/api/v1/jobs"
-    );
+    if passive {
+        let _ = writeln!(
+            out,
+            "downloader agent listening on {scheme}://{address}/api/v1/jobs"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "downloader agent (use_http=false: job API, /health and /metrics only on \
+             {scheme}://{address})"
+        );
+    }
+    if let Some(active) = active {
+        let _ = writeln!(out, "  {active}");
+    }
     if let Some(fingerprint) = &started.fingerprint {
         let origin = started
             .identity_file
