@@ -447,6 +447,45 @@ mod tests {
                     detail: "not found".into(),
                 },
             ),
+            (
+                "body.decode",
+                Error::BodyDecode {
+                    encoding: "gzip".into(),
+                    detail: "invalid header".into(),
+                },
+            ),
+            (
+                "http.headers_too_large",
+                Error::HeadersTooLarge { limit: 65_536 },
+            ),
+            (
+                "redirect.limit",
+                Error::RedirectLimit {
+                    limit: 10,
+                    looped: true,
+                },
+            ),
+            (
+                "proxy.unreachable",
+                Error::ProxyUnreachable {
+                    proxy: "127.0.0.1:3128".into(),
+                    detail: "connection refused".into(),
+                },
+            ),
+            (
+                "proxy.auth_required",
+                Error::ProxyAuthRequired {
+                    proxy: "127.0.0.1:3128".into(),
+                    sent: false,
+                },
+            ),
+            (
+                "proxy.tunnel_refused",
+                Error::ProxyTunnelRefused {
+                    proxy: "127.0.0.1:3128".into(),
+                    status: "403 Forbidden".into(),
+                },
+            ),
             ("internal", Error::Internal { detail: "x".into() }),
         ];
         for (expected, error) in rows {
