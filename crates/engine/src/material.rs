@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use keystore::{CertificateInfo, Identity, Keystore, Options, Password, TrustAnchors};
+use keystore::{CertificateInfo, Identity, Keystore, Options, TrustAnchors};
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
@@ -128,7 +128,7 @@ impl Materials {
         let key = match store {
             Some(store) => Some(Key {
                 sources: vec![source_key(&store.source, Material::Trust)?],
-                secrets: secrets_digest(&[store.password.as_ref()], None),
+                secrets: keystore::secrets_digest(&[store.password.as_ref()], None),
             }),
             None => None,
         };
@@ -291,7 +291,7 @@ fn identity_key(source: &IdentitySource) -> Result<Key, Error> {
             alias,
         } => Key {
             sources: vec![source_key(source, Material::Identity)?],
-            secrets: secrets_digest(
+            secrets: keystore::secrets_digest(
                 &[password.as_ref(), key_password.as_ref()],
                 alias.as_deref(),
             ),
@@ -305,7 +305,7 @@ fn identity_key(source: &IdentitySource) -> Result<Key, Error> {
                 source_key(certificates, Material::Identity)?,
                 source_key(key, Material::Identity)?,
             ],
-            secrets: secrets_digest(&[key_password.as_ref()], None),
+            secrets: keystore::secrets_digest(&[key_password.as_ref()], None),
         },
     })
 }
@@ -326,26 +326,6 @@ fn source_key(source: &Source, material: Material) -> Result<SourceKey, Error> {
             })
         }
     }
-}
-
-/// SHA-256 over the passwords and alias, length-prefixed so that fields cannot run together.
-fn secrets_digest(passwords: &[Option<&Password>], alias: Option<&str>) -> [u8; 32] {
-    let mut sha = Sha256::new();
-    for password in passwords {
-        match password {
-            Some(password) => {
-                sha.update([1]);
-                sha.update((password.expose().len() as u64).to_be_bytes());
-                sha.update(password.expose().as_bytes());
-            }
-            None => sha.update([0]),
-        }
-    }
-    if let Some(alias) = alias {
-        sha.update([1]);
-        sha.update(alias.as_bytes());
-    }
-    sha.finalize().into()
 }
 
 fn lock<K, V>(map: &Mutex<HashMap<K, V>>) -> std::sync::MutexGuard<'_, HashMap<K, V>> {

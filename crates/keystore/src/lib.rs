@@ -52,7 +52,7 @@ pub use format::{Format, detect};
 pub use identity::Identity;
 pub use inspect::{CertificateView, EntryReport, KeyReport, Report, inspect};
 pub use lint::{EXPIRY_WARNING_DAYS, Finding, FindingKind, Severity, lint_chain};
-pub use password::Password;
+pub use password::{Password, secrets_digest};
 pub use store::{Entry, EntryKind, Keystore, Options};
 pub use trust::TrustAnchors;
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// A keystore or key password.
@@ -30,6 +31,29 @@ impl Password {
     pub(crate) fn low_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.0.encode_utf16().map(|unit| unit as u8).collect())
     }
+}
+
+/// SHA-256 over passwords and an alias, each length-prefixed so fields cannot run together.
+///
+/// A cache key for what a keystore was opened with: it changes when any password or the alias
+/// changes, and shows none of them.
+pub fn secrets_digest(passwords: &[Option<&Password>], alias: Option<&str>) -> [u8; 32] {
+    let mut sha = Sha256::new();
+    for password in passwords {
+        match password {
+            Some(password) => {
+                sha.update([1]);
+                sha.update((password.0.len() as u64).to_be_bytes());
+                sha.update(password.0.as_bytes());
+            }
+            None => sha.update([0]),
+        }
+    }
+    if let Some(alias) = alias {
+        sha.update([1]);
+        sha.update(alias.as_bytes());
+    }
+    sha.finalize().into()
 }
 
 impl From<&str> for Password {

@@ -159,7 +159,7 @@ impl Certs {
     ) -> Loaded<LoadedIdentity> {
         let key = Key {
             path: cert.path.clone(),
-            secrets: secrets(
+            secrets: keystore::secrets_digest(
                 &[cert.password.as_ref(), cert.key_password.as_ref()],
                 cert.alias.as_deref(),
             ),
@@ -180,7 +180,7 @@ impl Certs {
     ) -> Loaded<LoadedTrust> {
         let key = Key {
             path: path.to_owned(),
-            secrets: secrets(&[password], None),
+            secrets: keystore::secrets_digest(&[password], None),
         };
         let owned = (path.to_owned(), password.cloned());
         load(&self.trusts, key, label, "trust store", move || {
@@ -408,25 +408,6 @@ fn add_meta(sha: &mut Sha256, meta: &std::fs::Metadata) {
     ] {
         sha.update(n.to_le_bytes());
     }
-}
-
-fn secrets(passwords: &[Option<&Password>], alias: Option<&str>) -> [u8; 32] {
-    let mut sha = Sha256::new();
-    for password in passwords {
-        match password {
-            Some(password) => {
-                sha.update([1]);
-                sha.update((password.expose().len() as u64).to_le_bytes());
-                sha.update(password.expose().as_bytes());
-            }
-            None => sha.update([0]),
-        }
-    }
-    if let Some(alias) = alias {
-        sha.update([1]);
-        sha.update(alias.as_bytes());
-    }
-    sha.finalize().into()
 }
 
 /// Removes `.` and resolves `..` lexically (for paths that do not exist).
