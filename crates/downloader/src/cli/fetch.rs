@@ -21,15 +21,7 @@ pub(crate) fn fetch(args: FetchArgs) -> Result<ExitCode, Failure> {
     let json = args.json;
     let fail_on_status = args.fail;
     let job = args.into_job()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| Failure {
-            kind: "internal".into(),
-            message: format!("cannot start the runtime: {error}"),
-            hint: None,
-            exit_code: EXIT_FAILURE,
-        })?;
+    let runtime = crate::cli::runtime(false)?;
     let outcome = runtime.block_on(Engine::new().run(job));
     let mut stdout = std::io::stdout().lock();
     let written = if json {

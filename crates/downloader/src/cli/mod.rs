@@ -58,3 +58,19 @@ impl From<::keystore::Error> for Failure {
         }
     }
 }
+
+/// Starts a tokio runtime: one thread for a one-shot command, the multi-threaded scheduler for
+/// the long-running ones.
+pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Failure> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|error| Failure {
+        kind: "internal".into(),
+        message: format!("cannot start the runtime: {error}"),
+        hint: None,
+        exit_code: EXIT_FAILURE,
+    })
+}

@@ -21,15 +21,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         queue_limit: args.queue_limit,
     };
     let config = Config::load(&flags, &Environment).map_err(|error| failure(&error, EXIT_USAGE))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| Failure {
-            kind: "internal".into(),
-            message: format!("cannot start the runtime: {error}"),
-            hint: None,
-            exit_code: EXIT_FAILURE,
-        })?;
+    let runtime = crate::cli::runtime(true)?;
     if args.check {
         let lines = runtime
             .block_on(Agent::check(&config))

@@ -22,10 +22,7 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<ExitCode, Failure> {
     let jobs = parse_jobs(&text)?;
     let timeout = Duration::try_from_secs_f64(args.timeout)
         .map_err(|_| Failure::usage("--timeout must be a number of seconds"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| failure("internal", format!("cannot start the runtime: {error}")))?;
+    let runtime = crate::cli::runtime(true)?;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut print = |result: Value| {
         let _ = serde_json::to_writer(&mut stdout, &result);
