@@ -44,6 +44,20 @@ fn engine_job(port: u16) -> Job {
         .expect("job")
 }
 
+/// The request the engine puts on the wire for `engine_job`, built by hand: the same default
+/// headers (`User-Agent`, `Accept`, `Accept-Encoding`), so both sides send the same bytes.
+fn loop_request_for(uri: &str) -> http::Request<Empty<Bytes>> {
+    http::Request::get(uri)
+        .header(
+            http::header::USER_AGENT,
+            concat!("downloader/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(http::header::ACCEPT, "*/*")
+        .header(http::header::ACCEPT_ENCODING, "gzip, deflate, br")
+        .body(Empty::<Bytes>::new())
+        .expect("request")
+}
+
 /// The minimal loop's configuration: built once, as a hand-written client would.
 fn loop_config() -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -82,10 +96,7 @@ async fn loop_request(config: Arc<ClientConfig>, port: u16) -> usize {
         .await
         .expect("handshake");
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let uri = format!("https://localhost:{port}/");
-    let request = http::Request::get(uri)
-        .body(Empty::<Bytes>::new())
-        .expect("request");
+    let request = loop_request_for(&format!("https://localhost:{port}/"));
     let response = if h2 {
         let (mut sender, connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
@@ -142,9 +153,7 @@ async fn kept_alive(config: Arc<ClientConfig>, port: u16) -> KeptAlive {
 }
 
 async fn kept_alive_request(kept: &mut KeptAlive) -> usize {
-    let request = http::Request::get(kept.uri.as_str())
-        .body(Empty::<Bytes>::new())
-        .expect("request");
+    let request = loop_request_for(&kept.uri);
     if kept.sender.is_closed() || kept.sender.ready().await.is_err() {
         *kept = kept_alive(kept.config.clone(), kept.port).await;
     }

@@ -1,6 +1,6 @@
 //! One HTTP/1.1 or HTTP/2 exchange over an established connection (hyper's `client::conn`).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -143,7 +143,7 @@ pub(crate) fn request(
         .uri(uri)
         .body(Full::new(job.body.clone()))?;
     let headers = request.headers_mut();
-    headers.extend(job.headers.clone());
+    *headers = job.headers.clone();
     if let Some(value) = proxy.and_then(Proxy::authorization) {
         headers.insert(header::PROXY_AUTHORIZATION, value);
     }
@@ -156,15 +156,6 @@ pub(crate) fn request(
         if let Ok(value) = HeaderValue::from_str(&host) {
             headers.insert(header::HOST, value);
         }
-    }
-    if !headers.contains_key(header::USER_AGENT) {
-        headers.insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(concat!("downloader/", env!("CARGO_PKG_VERSION"))),
-        );
-    }
-    if !headers.contains_key(header::ACCEPT) {
-        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
     }
     Ok(request)
 }
@@ -212,16 +203,73 @@ fn join(mut chunks: Vec<Bytes>) -> Bytes {
     }
 }
 
-/// Response headers as lower-case name to all values.
-pub(crate) fn headers(map: &http::HeaderMap) -> BTreeMap<String, Vec<String>> {
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in map {
-        headers
-            .entry(name.as_str().to_owned())
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+/// Response headers as received (kept as hyper parsed them, not copied into strings).
+/// Serialized as an object of lower-case name to the array of its values, names sorted.
+#[derive(Clone, Default, PartialEq)]
+pub struct Headers(http::HeaderMap);
+
+impl Headers {
+    pub(crate) fn new(map: http::HeaderMap) -> Self {
+        Self(map)
     }
-    headers
+
+    /// The first value of `name` (any case), as text (invalid UTF-8 replaced).
+    pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.0.get(name).map(|value| text(value))
+    }
+
+    /// Every value of `name` (any case), in the order received.
+    pub fn get_all(&self, name: &str) -> Vec<Cow<'_, str>> {
+        self.0.get_all(name).iter().map(text).collect()
+    }
+
+    /// Whether `name` (any case) is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Each name, sorted, with its values in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Vec<Cow<'_, str>>)> {
+        let mut names: Vec<&str> = self.0.keys().map(http::HeaderName::as_str).collect();
+        names.sort_unstable();
+        names.into_iter().map(|name| (name, self.get_all(name)))
+    }
+
+    /// The number of header lines.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The headers as `http` holds them.
+    pub fn as_map(&self) -> &http::HeaderMap {
+        &self.0
+    }
+}
+
+fn text(value: &HeaderValue) -> Cow<'_, str> {
+    String::from_utf8_lossy(value.as_bytes())
+}
+
+impl Serialize for Headers {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.keys_len()))?;
+        for (name, values) in self.iter() {
+            map.serialize_entry(name, &values)?;
+        }
+        map.end()
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
 }
 
 /// `HTTP/1.1`, `HTTP/2`, ...

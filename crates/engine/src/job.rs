@@ -397,6 +397,16 @@ impl JobBuilder {
             )));
         }
         let mut http_options = self.http_options;
+        // The defaults go in here, once, rather than into every request sent.
+        if !headers.contains_key(http::header::USER_AGENT) {
+            headers.insert(
+                http::header::USER_AGENT,
+                HeaderValue::from_static(concat!("downloader/", env!("CARGO_PKG_VERSION"))),
+            );
+        }
+        if !headers.contains_key(http::header::ACCEPT) {
+            headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        }
         if !headers.contains_key(http::header::ACCEPT_ENCODING) {
             headers.insert(
                 http::header::ACCEPT_ENCODING,

@@ -56,7 +56,7 @@ mod timing;
 pub mod tls;
 
 pub use error::{Error, HandshakeFacts, JobError, Material};
-pub use exchange::Body;
+pub use exchange::{Body, Headers};
 pub use form::{EncodedBody, Part, multipart, urlencoded};
 pub use job::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, DEFAULT_MAX_REDIRECTS, HttpVersion, IdentitySource,

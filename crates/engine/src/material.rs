@@ -5,7 +5,7 @@
 //! passwords and alias. A file replaced on disk has a new key, so the next job reads it again;
 //! the stale entry for the same path is dropped then. Parsing runs on the blocking pool.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -49,16 +49,67 @@ pub(crate) struct Materials {
     verifiers: Mutex<Verifiers>,
     system_roots: OnceLock<Arc<RootCertStore>>,
     insecure: OnceLock<Verifier>,
+    digests: Digests,
+}
+
+/// SHA-256 of in-memory keystores by buffer, so that jobs handing over the same `Bytes` (clones
+/// of one buffer, as the agent's certificate cache gives) hash it once. Each entry holds its
+/// buffer, so the address cannot be freed and reused for other bytes while the entry exists.
+#[derive(Debug, Default)]
+struct Digests(Mutex<HashMap<BufferAt, (Bytes, [u8; 32])>>);
+
+/// A buffer's address and length.
+type BufferAt = (usize, usize);
+
+impl Digests {
+    fn of(&self, bytes: &Bytes) -> [u8; 32] {
+        let at = (bytes.as_ptr() as usize, bytes.len());
+        if let Some((_, digest)) = lock(&self.0).get(&at) {
+            return *digest;
+        }
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let mut known = lock(&self.0);
+        if known.len() >= CACHE_LIMIT {
+            known.clear();
+        }
+        known.insert(at, (bytes.clone(), digest));
+        digest
+    }
 }
 
 /// What a cached value was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     sources: Vec<SourceKey>,
-    secrets: [u8; 32],
+    secrets: Secrets,
 }
 
+/// The passwords and alias a value was opened with, compared as they are: a digest of them
+/// per lookup (SHA-256) cost more than the rest of a kept-alive job's bookkeeping. They stay
+/// in memory only as long as the cache entry (wiped on drop, redacted in `Debug`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Secrets {
+    passwords: [Option<keystore::Password>; 2],
+    alias: Option<String>,
+}
+
+impl Secrets {
+    fn new(first: Option<&keystore::Password>, second: Option<&keystore::Password>) -> Self {
+        Self {
+            passwords: [first.cloned(), second.cloned()],
+            alias: None,
+        }
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        let [first, second] = &self.passwords;
+        keystore::secrets_digest(&[first.as_ref(), second.as_ref()], self.alias.as_deref())
+    }
+}
+
+/// Where a cached value's bytes came from. Paths are hashed and compared as bytes (`Path`'s
+/// own `Hash` walks its components, which costs more than the rest of the lookup).
+#[derive(Debug, Clone)]
 enum SourceKey {
     File {
         path: PathBuf,
@@ -70,14 +121,53 @@ enum SourceKey {
     Memory([u8; 32]),
 }
 
+/// A source key as plain values: path bytes, (device, inode, size), mtime, memory digest.
+type SourceParts<'a> = (Option<&'a [u8]>, [u64; 3], i128, Option<&'a [u8; 32]>);
+
+impl SourceKey {
+    fn parts(&self) -> SourceParts<'_> {
+        use std::os::unix::ffi::OsStrExt;
+        match self {
+            Self::File {
+                path,
+                device,
+                inode,
+                modified_ns,
+                size,
+            } => (
+                Some(path.as_os_str().as_bytes()),
+                [*device, *inode, *size],
+                *modified_ns,
+                None,
+            ),
+            Self::Memory(digest) => (None, [0; 3], 0, Some(digest)),
+        }
+    }
+}
+
+impl PartialEq for SourceKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for SourceKey {}
+
+impl std::hash::Hash for SourceKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
 impl Materials {
     pub(crate) fn new(provider: Arc<CryptoProvider>) -> Self {
         Self {
             provider,
-            identities: Mutex::new(HashMap::new()),
-            verifiers: Mutex::new(HashMap::new()),
+            identities: Mutex::new(HashMap::default()),
+            verifiers: Mutex::new(HashMap::default()),
             system_roots: OnceLock::new(),
             insecure: OnceLock::new(),
+            digests: Digests::default(),
         }
     }
 
@@ -86,7 +176,7 @@ impl Materials {
         &self,
         source: &IdentitySource,
     ) -> Result<Arc<LoadedIdentity>, Error> {
-        let key = identity_key(source)?;
+        let key = self.identity_key(source)?;
         if let Some(found) = lock(&self.identities).get(&key) {
             return Ok(found.clone());
         }
@@ -96,7 +186,7 @@ impl Materials {
             .map_err(|error| Error::Internal {
                 detail: format!("identity loading task failed: {error}"),
             })??;
-        loaded.fingerprint = fingerprint(&key);
+        loaded.fingerprint = key_fingerprint(Some(&key), "identity");
         let loaded = Arc::new(loaded);
         insert(&self.identities, key, loaded.clone());
         Ok(loaded)
@@ -116,7 +206,7 @@ impl Materials {
                 .get_or_init(|| {
                     let verifier: Arc<dyn ServerCertVerifier> =
                         Arc::new(NoVerification::new(provider));
-                    (verifier, fingerprint(&"insecure"))
+                    (verifier, key_fingerprint(None, "insecure"))
                 })
                 .clone());
         }
@@ -127,8 +217,8 @@ impl Materials {
         };
         let key = match store {
             Some(store) => Some(Key {
-                sources: vec![source_key(&store.source, Material::Trust)?],
-                secrets: keystore::secrets_digest(&[store.password.as_ref()], None),
+                sources: vec![self.source_key(&store.source, Material::Trust)?],
+                secrets: Secrets::new(store.password.as_ref(), None),
             }),
             None => None,
         };
@@ -164,7 +254,10 @@ impl Materials {
                     source: keystore::Error::NoCertificates,
                 })?;
         let verifier: Arc<dyn ServerCertVerifier> = verifier;
-        let entry = (verifier, fingerprint(&cache_key));
+        let entry = (
+            verifier,
+            key_fingerprint(cache_key.1.as_ref(), &format!("{mode:?}")),
+        );
         insert(&self.verifiers, cache_key, entry.clone());
         Ok(entry)
     }
@@ -244,8 +337,16 @@ fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
     })
 }
 
-fn fingerprint(value: &impl std::fmt::Debug) -> [u8; 32] {
-    Sha256::digest(format!("{value:?}").as_bytes()).into()
+/// A digest of what a cached value was made from, secrets included (as their digest): the
+/// identity and trust parts of a pooled connection's key. Made once per cache entry.
+fn key_fingerprint(key: Option<&Key>, label: &str) -> [u8; 32] {
+    let mut sha = Sha256::new();
+    sha.update(label.as_bytes());
+    if let Some(key) = key {
+        sha.update(format!("{:?}", key.sources).as_bytes());
+        sha.update(key.secrets.digest());
+    }
+    sha.finalize().into()
 }
 
 fn parse_trust(store: &TrustSource) -> Result<RootCertStore, Error> {
@@ -282,48 +383,50 @@ fn unreadable(material: Material, path: &Path, error: &std::io::Error) -> Error 
     }
 }
 
-fn identity_key(source: &IdentitySource) -> Result<Key, Error> {
-    Ok(match source {
-        IdentitySource::Keystore {
-            source,
-            password,
-            key_password,
-            alias,
-        } => Key {
-            sources: vec![source_key(source, Material::Identity)?],
-            secrets: keystore::secrets_digest(
-                &[password.as_ref(), key_password.as_ref()],
-                alias.as_deref(),
-            ),
-        },
-        IdentitySource::Pair {
-            certificates,
-            key,
-            key_password,
-        } => Key {
-            sources: vec![
-                source_key(certificates, Material::Identity)?,
-                source_key(key, Material::Identity)?,
-            ],
-            secrets: keystore::secrets_digest(&[key_password.as_ref()], None),
-        },
-    })
-}
+impl Materials {
+    fn identity_key(&self, source: &IdentitySource) -> Result<Key, Error> {
+        Ok(match source {
+            IdentitySource::Keystore {
+                source,
+                password,
+                key_password,
+                alias,
+            } => Key {
+                sources: vec![self.source_key(source, Material::Identity)?],
+                secrets: Secrets {
+                    alias: alias.clone(),
+                    ..Secrets::new(password.as_ref(), key_password.as_ref())
+                },
+            },
+            IdentitySource::Pair {
+                certificates,
+                key,
+                key_password,
+            } => Key {
+                sources: vec![
+                    self.source_key(certificates, Material::Identity)?,
+                    self.source_key(key, Material::Identity)?,
+                ],
+                secrets: Secrets::new(key_password.as_ref(), None),
+            },
+        })
+    }
 
-fn source_key(source: &Source, material: Material) -> Result<SourceKey, Error> {
-    match source {
-        Source::Bytes(bytes) => Ok(SourceKey::Memory(Sha256::digest(bytes).into())),
-        Source::Path(path) => {
-            let meta =
-                std::fs::metadata(path).map_err(|error| unreadable(material, path, &error))?;
-            Ok(SourceKey::File {
-                path: path.clone(),
-                device: meta.dev(),
-                inode: meta.ino(),
-                modified_ns: i128::from(meta.mtime()) * 1_000_000_000
-                    + i128::from(meta.mtime_nsec()),
-                size: meta.len(),
-            })
+    fn source_key(&self, source: &Source, material: Material) -> Result<SourceKey, Error> {
+        match source {
+            Source::Bytes(bytes) => Ok(SourceKey::Memory(self.digests.of(bytes))),
+            Source::Path(path) => {
+                let meta =
+                    std::fs::metadata(path).map_err(|error| unreadable(material, path, &error))?;
+                Ok(SourceKey::File {
+                    path: path.clone(),
+                    device: meta.dev(),
+                    inode: meta.ino(),
+                    modified_ns: i128::from(meta.mtime()) * 1_000_000_000
+                        + i128::from(meta.mtime_nsec()),
+                    size: meta.len(),
+                })
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The one result of a job, serialized as the result schema (camelCase JSON).
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ pub struct Outcome {
     /// Phase timings in milliseconds.
     pub metrics: Metrics,
     /// TLS facts, for https jobs that got as far as a TCP connection.
-    pub tls: Option<TlsInfo>,
+    pub tls: Option<Arc<TlsInfo>>,
     /// Things worth knowing that did not stop the job.
     pub warnings: Vec<String>,
     /// Why the job failed, when `ok` is false.
@@ -34,7 +34,7 @@ pub struct Outcome {
 }
 
 /// The request as shown in results: no credentials.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestInfo {
     /// The method.
@@ -56,7 +56,7 @@ pub struct Response {
     /// `HTTP/1.1` or `HTTP/2`.
     pub http_version: String,
     /// Lower-case name to all its values, in order.
-    pub headers: BTreeMap<String, Vec<String>>,
+    pub headers: crate::exchange::Headers,
     /// The body: text when it is UTF-8, else base64.
     pub body: Body,
     /// `utf8` or `base64`.

@@ -8,14 +8,13 @@
 //! back to the pool only after its response was read completely. Idle connections expire
 //! after the job's `keep_alive_idle` (default 30 s).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use foldhash::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::exchange::Connection;
 use crate::job::{HttpVersion, JobBuilder, TlsVersion};
-use crate::run::Negotiated;
-use crate::tls::Observed;
+use crate::run::Handshake;
 
 /// How long an idle connection is kept, unless the job says otherwise.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,8 +42,8 @@ pub(crate) struct PoolKey {
 pub(crate) struct Pooled {
     pub(crate) connection: Connection,
     pub(crate) http2: bool,
-    pub(crate) tls: Option<(Observed, Option<Negotiated>, Option<String>)>,
-    pub(crate) marks: std::sync::Arc<crate::timing::IoMarks>,
+    pub(crate) tls: Option<Arc<Handshake>>,
+    pub(crate) marks: Arc<crate::timing::IoMarks>,
     pub(crate) idle_since: Instant,
     /// How long it may stay idle (the job's `keep_alive_idle`).
     pub(crate) idle_limit: Duration,

@@ -1,15 +1,17 @@
 //! Turns what a job learned into its outcome: TLS facts, response, metrics and warnings.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use keystore::{CertificateInfo, EXPIRY_WARNING_DAYS};
 use time::OffsetDateTime;
 
 use crate::error::{Error, HandshakeFacts};
-use crate::exchange::{self, Body};
+use crate::exchange::{self, Body, Headers};
 use crate::job::Job;
 use crate::outcome::{ClientCertificate, Outcome, RequestInfo, Response, TlsInfo};
-use crate::run::Progress;
+use crate::run::{Handshake, Progress};
+use crate::tls::Observed;
 
 /// The error pages nginx serves when `ssl_verify_client on` fails after the handshake.
 const NGINX_NO_CERTIFICATE: &str = "No required SSL certificate was sent";
@@ -17,7 +19,7 @@ const NGINX_CERTIFICATE_ERROR: &str = "The SSL certificate error";
 
 /// Client-authentication facts so far, and the issuer at the top of the server's chain.
 pub(crate) fn facts(progress: &Progress) -> (HandshakeFacts, Option<String>) {
-    let observed = progress.recorder.snapshot();
+    let observed = observed(progress);
     let leaf = progress.identity.as_ref().map(|loaded| &loaded.leaf);
     let presented = leaf.filter(|_| observed.presented);
     let facts = HandshakeFacts {
@@ -39,20 +41,53 @@ pub(crate) fn facts(progress: &Progress) -> (HandshakeFacts, Option<String>) {
     (facts, top_issuer)
 }
 
+/// What the job's handshake showed: the one of the reused connection, or this job's own.
+fn observed(progress: &Progress) -> Observed {
+    match &progress.handshake {
+        Some(handshake) => handshake.observed.clone(),
+        None => progress.recorder.snapshot(),
+    }
+}
+
+/// The handshake prepared for reporting, with the server chain parsed: made once per
+/// connection, when it goes to the pool.
+pub(crate) fn handshake(progress: &Progress) -> Handshake {
+    let mut observed = progress.recorder.snapshot();
+    observed.chain_info = Some(observed.chain_info());
+    let info = Arc::new(tls_info(progress, &observed));
+    Handshake { observed, info }
+}
+
 /// The one outcome of a job.
-pub(crate) fn outcome(job: &Job, progress: Progress, result: Result<(), Error>) -> Outcome {
+pub(crate) fn outcome(job: &Job, mut progress: Progress, result: Result<(), Error>) -> Outcome {
     let now = OffsetDateTime::now_utc();
     let mut warnings = Vec::new();
-    let tls = progress
-        .tls_started
-        .then(|| tls_info(&progress, now, &mut warnings));
+    let tls = progress.tls_started.then(|| match &progress.handshake {
+        Some(handshake) => {
+            let chain = handshake.observed.chain_info.as_deref();
+            if let Some(leaf) = chain.and_then(|chain| chain.first()) {
+                expiry_warning(&mut warnings, "server", leaf, now);
+            }
+            handshake.info.clone()
+        }
+        None => {
+            let mut observed = progress.recorder.snapshot();
+            let chain = observed.chain_info();
+            if let Some(leaf) = chain.first() {
+                expiry_warning(&mut warnings, "server", leaf, now);
+            }
+            observed.chain_info = Some(chain);
+            Arc::new(tls_info(&progress, &observed))
+        }
+    });
     if let Some(loaded) = &progress.identity {
         expiry_warning(&mut warnings, "client", &loaded.leaf, now);
     }
     if job.insecure && job.is_tls() {
         warnings.push("the server certificate was not verified (insecure mode)".to_owned());
     }
-    let response = progress.head.as_ref().map(|parts| {
+    let head = progress.head.take();
+    let response = head.map(|parts| {
         let read = progress.body.as_ref();
         let body = read
             .map(|read| read.body.clone())
@@ -66,7 +101,7 @@ pub(crate) fn outcome(job: &Job, progress: Progress, result: Result<(), Error>) 
                 .or_else(|| parts.status.canonical_reason().map(str::to_owned))
                 .unwrap_or_default(),
             http_version: exchange::version_text(parts.version).to_owned(),
-            headers: exchange::headers(&parts.headers),
+            headers: Headers::new(parts.headers),
             size: read.map_or(0, |read| read.size),
             decoded: read.and_then(|read| read.decoded.clone()),
             url: job.display_url(),
@@ -81,10 +116,8 @@ pub(crate) fn outcome(job: &Job, progress: Progress, result: Result<(), Error>) 
     let mut outcome = Outcome {
         id: job.id.clone(),
         ok: true,
-        request: RequestInfo {
-            method: job.method.to_string(),
-            url: job.display_url(),
-        },
+        // The job as given (not this hop): `Engine::run` fills it in.
+        request: RequestInfo::default(),
         response,
         metrics: {
             let mut metrics = progress.timeline.metrics(Instant::now());
@@ -102,12 +135,8 @@ pub(crate) fn outcome(job: &Job, progress: Progress, result: Result<(), Error>) 
     outcome
 }
 
-fn tls_info(progress: &Progress, now: OffsetDateTime, warnings: &mut Vec<String>) -> TlsInfo {
-    let observed = progress.recorder.snapshot();
-    let chain = observed.chain_info();
-    if let Some(leaf) = chain.first() {
-        expiry_warning(warnings, "server", leaf, now);
-    }
+/// The outcome's `tls` part.
+fn tls_info(progress: &Progress, observed: &Observed) -> TlsInfo {
     let negotiated = progress.negotiated.clone();
     let presented = progress
         .identity
@@ -120,9 +149,14 @@ fn tls_info(progress: &Progress, now: OffsetDateTime, warnings: &mut Vec<String>
         alpn: negotiated.and_then(|n| n.alpn),
         sni: progress.sni.clone(),
         verified: observed.verified,
-        server_certificates: chain.iter().cloned().map(Into::into).collect(),
+        server_certificates: observed
+            .chain_info()
+            .iter()
+            .cloned()
+            .map(Into::into)
+            .collect(),
         client_certificate_requested: observed.requested,
-        acceptable_issuers: observed.acceptable_issuers,
+        acceptable_issuers: observed.acceptable_issuers.clone(),
         client_certificate: presented,
     }
 }
@@ -133,13 +167,15 @@ fn expiry_warning(
     leaf: &CertificateInfo,
     now: OffsetDateTime,
 ) {
-    let name = leaf
-        .common_name()
-        .map(|cn| format!("CN={cn}"))
-        .unwrap_or_else(|| leaf.subject.clone());
+    let name = || {
+        leaf.common_name()
+            .map(|cn| format!("CN={cn}"))
+            .unwrap_or_else(|| leaf.subject.clone())
+    };
     if now.unix_timestamp() < leaf.not_before_unix {
         warnings.push(format!(
-            "{whose} certificate {name} is not valid before {}",
+            "{whose} certificate {} is not valid before {}",
+            name(),
             leaf.not_before
         ));
         return;
@@ -147,11 +183,16 @@ fn expiry_warning(
     let days = leaf.days_left(now);
     if days < 0 {
         warnings.push(format!(
-            "{whose} certificate {name} expired {} days ago ({})",
-            -days, leaf.not_after
+            "{whose} certificate {} expired {} days ago ({})",
+            name(),
+            -days,
+            leaf.not_after
         ));
     } else if days < EXPIRY_WARNING_DAYS {
-        warnings.push(format!("{whose} certificate {name} expires in {days} days"));
+        warnings.push(format!(
+            "{whose} certificate {} expires in {days} days",
+            name()
+        ));
     }
 }
 

@@ -1,7 +1,9 @@
 //! The engine: takes a job through its phases and assembles its one outcome.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
@@ -51,6 +53,18 @@ pub(crate) struct Progress {
     pub(crate) body: Option<ReadBody>,
     /// Whether the request went over a kept-alive connection.
     pub(crate) reused: bool,
+    /// The connection's handshake, prepared for reporting: made once per connection when it
+    /// goes to the pool, then shared by every job that reuses it.
+    pub(crate) handshake: Option<Arc<Handshake>>,
+}
+
+/// What a connection's handshake showed, prepared once and shared by the jobs that reuse it.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    /// What the verifier and resolver recorded, with the server chain parsed.
+    pub(crate) observed: crate::tls::Observed,
+    /// The outcome's `tls` part, shared by the outcomes of the jobs on this connection.
+    pub(crate) info: Arc<crate::outcome::TlsInfo>,
 }
 
 /// What the completed handshake agreed on.
@@ -80,17 +94,24 @@ impl Engine {
 
     /// Runs one job to its one outcome. Never panics: a bug inside the job becomes an outcome
     /// with the kind `internal`.
+    ///
+    /// The job runs in the caller's task (no task is spawned per job: callers that want jobs
+    /// on several threads spawn them, as the agent does).
     pub async fn run(&self, job: Job) -> Outcome {
         let id = job.id.clone();
         let request = RequestInfo {
             method: job.method.to_string(),
             url: job.display_url(),
         };
-        let inner = self.inner.clone();
         let started = Instant::now();
-        match tokio::spawn(async move { inner.execute(job).await }).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
+        // Boxed: a job's state machine is several kilobytes, and every move of an unboxed one
+        // (into `block_on`, into a task) would copy all of it.
+        match isolate(Box::pin(self.inner.execute(job))).await {
+            Ok(mut outcome) => {
+                outcome.request = request;
+                outcome
+            }
+            Err(panic) => {
                 let mut timeline = Timeline::start();
                 timeline.job_start = started;
                 let mut outcome = Outcome {
@@ -105,12 +126,34 @@ impl Engine {
                     failure: None,
                 };
                 outcome.fail(Error::Internal {
-                    detail: format!("the job's task failed: {error}"),
+                    detail: format!("the job panicked: {panic}"),
                 });
                 outcome
             }
         }
     }
+}
+
+/// Runs `work` to its end, turning a panic inside it into `Err` with the panic's message: what
+/// a task boundary gives, without spawning a task.
+async fn isolate<F: Future>(work: F) -> Result<F::Output, String> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    })
+    .await
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 impl Default for Engine {
@@ -120,7 +163,8 @@ impl Default for Engine {
 }
 
 impl Inner {
-    /// Runs the job and the redirects it follows; the last hop gives the outcome.
+    /// Runs the job and the redirects it follows; the last hop gives the outcome (whose
+    /// `request`, the job as given, `Engine::run` fills in).
     async fn execute(&self, original: Job) -> Outcome {
         let job_start = Instant::now();
         let follows = redirect::follows(&original);
@@ -162,10 +206,6 @@ impl Inner {
                 }
             }
             let mut outcome = report::outcome(current, progress, result);
-            outcome.request = RequestInfo {
-                method: original.method.to_string(),
-                url: original.display_url(),
-            };
             outcome.metrics.overall = millis(job_start.elapsed());
             outcome.metrics.redirects = u32::try_from(hops.len()).unwrap_or(u32::MAX);
             outcome.metrics.hops = hops;
@@ -230,7 +270,7 @@ impl Inner {
             verifier,
         });
         // Boxed: dialing is a large state machine, and inlining it would make every job's future
-        // (moved into its task) that large, also for jobs that reuse a connection.
+        // that large, also for jobs that reuse a connection.
         let dialed = Box::pin(dial::dial(
             job,
             progress,
@@ -263,7 +303,7 @@ impl Inner {
         let request_start = Instant::now();
         progress.timeline.request_start = Some(request_start);
         let (host, port) = job.host_port();
-        let target = format!("{host}:{port}");
+        let target = Authority(&host, port);
         let sent = within(
             deadline,
             job.first_byte_timeout,
@@ -330,22 +370,15 @@ impl Inner {
             _ => Ok(None),
         };
         if !truncated && let Some(key) = key {
-            let tls = progress.tls_started.then(|| {
-                let mut observed = progress.recorder.snapshot();
-                if observed.chain_info.is_none() {
-                    // Parsed once per connection, not once per job.
-                    let parsed = Some(observed.chain_info());
-                    observed.chain_info = parsed.clone();
-                    progress.recorder.update(|slot| slot.chain_info = parsed);
-                }
-                (observed, progress.negotiated.clone(), progress.sni.clone())
-            });
+            if progress.tls_started && progress.handshake.is_none() {
+                progress.handshake = Some(Arc::new(report::handshake(progress)));
+            }
             self.pool.put(
                 key,
                 Pooled {
                     connection,
                     http2,
-                    tls,
+                    tls: progress.handshake.clone(),
                     marks,
                     idle_since: Instant::now(),
                     idle_limit: job.http_options.idle_limit,
@@ -399,6 +432,7 @@ impl Progress {
             head: None,
             body: None,
             reused: false,
+            handshake: None,
         }
     }
 
@@ -406,13 +440,8 @@ impl Progress {
     fn reuse(&mut self, pooled: &Pooled) {
         self.reused = true;
         self.timeline.net_start = Some(Instant::now());
-        if let Some((observed, negotiated, sni)) = &pooled.tls {
-            let observed = observed.clone();
-            self.recorder.update(|slot| *slot = observed);
-            self.negotiated = negotiated.clone();
-            self.sni = sni.clone();
-            self.tls_started = true;
-        }
+        self.tls_started = pooled.tls.is_some();
+        self.handshake = pooled.tls.clone();
     }
 }
 
@@ -463,7 +492,7 @@ pub(crate) async fn within<F: Future>(
     phase_limit: Option<Duration>,
     job: &Job,
     phase: Phase,
-    target: &str,
+    target: &(dyn std::fmt::Display + Sync),
     work: F,
 ) -> Result<F::Output, Error> {
     let now = Instant::now();
@@ -473,5 +502,46 @@ pub(crate) async fn within<F: Future>(
     };
     tokio::time::timeout_at(until.into(), work)
         .await
-        .map_err(|_| classify::timeout(phase, after, target))
+        .map_err(|_| classify::timeout(phase, after, &target.to_string()))
+}
+
+/// `host:port`, written out only when an error needs it.
+struct Authority<'a>(&'a str, u16);
+
+impl std::fmt::Display for Authority<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::isolate;
+
+    #[tokio::test]
+    async fn a_panic_inside_a_job_becomes_an_error_with_its_message() {
+        let caught = isolate(async {
+            tokio::task::yield_now().await;
+            if std::hint::black_box(true) {
+                panic!("boom at step 2");
+            }
+            7
+        })
+        .await;
+        assert_eq!(caught, Err("boom at step 2".to_owned()));
+        let owned = isolate(async { panic!("{} {}", "formatted", 3) }).await;
+        assert_eq!(owned, Err("formatted 3".to_owned()));
+        assert_eq!(isolate(async { 7 }).await, Ok(7));
+    }
+
+    /// Callers spawn jobs on multi-threaded runtimes: the job's future must stay `Send`.
+    #[test]
+    fn a_job_can_run_on_any_thread() {
+        fn send<T: Send>(_: &T) {}
+        let engine = super::Engine::new();
+        let job = crate::Job::builder("GET", "https://localhost/")
+            .build()
+            .expect("job");
+        send(&engine.run(job));
+    }
 }

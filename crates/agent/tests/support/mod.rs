@@ -87,7 +87,7 @@ pub(crate) fn basic(key: &str, secret: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) status: u16,
-    pub(crate) headers: std::collections::BTreeMap<String, Vec<String>>,
+    pub(crate) headers: engine::Headers,
     pub(crate) text: String,
 }
 

@@ -138,7 +138,7 @@ pub(crate) fn outcome(out: &mut impl Write, outcome: &engine::Outcome) -> io::Re
             "{} {} {}",
             response.http_version, response.status_code, response.reason
         )?;
-        for (name, values) in &response.headers {
+        for (name, values) in response.headers.iter() {
             for value in values {
                 writeln!(out, "{name}: {value}")?;
             }
