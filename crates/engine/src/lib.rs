@@ -42,6 +42,7 @@ mod dial;
 mod error;
 mod exchange;
 mod form;
+mod host_pattern;
 mod job;
 mod material;
 mod options;
@@ -58,6 +59,7 @@ pub mod tls;
 pub use error::{Error, HandshakeFacts, JobError, Material};
 pub use exchange::Body;
 pub use form::{EncodedBody, Part, multipart, urlencoded};
+pub use host_pattern::{HostPattern, PatternError, Specificity};
 pub use job::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, DEFAULT_MAX_REDIRECTS, HttpVersion, IdentitySource,
     Job, JobBuilder, Source, TlsVersion, TrustMode, TrustSource,

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use engine::{
-    ErrorInfo, IdentitySource, Metrics, Outcome, RequestInfo, Source, TrustMode, TrustSource,
+    ErrorInfo, HostPattern, IdentitySource, Metrics, Outcome, RequestInfo, Source, TrustMode,
+    TrustSource,
 };
 use keystore::TrustAnchors;
 use serde_json::Value;
@@ -116,7 +117,7 @@ async fn execute(shared: &Shared, plan: Plan) -> (Outcome, Extra) {
     }
 }
 
-/// Per-call config > first matching host rule > downloader-wide default > none.
+/// Per-call config > the most specific matching host rule > downloader-wide default > none.
 async fn choose_identity(
     shared: &Shared,
     choice: CertChoice,
@@ -158,18 +159,15 @@ async fn choose_identity(
             (cert, None)
         }
         CertChoice::Inherit => {
-            let rule = config
+            let rules = config
                 .client_certs
                 .iter()
-                .flat_map(|rule| rule.hosts.iter().map(move |pattern| (pattern, rule)))
-                .filter_map(|(pattern, rule)| {
-                    pattern
-                        .matches(host, port)
-                        .map(|rank| (rank, pattern, rule))
-                })
-                .min_by_key(|(rank, _, _)| *rank);
-            match (rule, &config.default_cert) {
-                (Some((_, pattern, rule)), _) => {
+                .flat_map(|rule| rule.hosts.iter().map(move |pattern| (pattern, rule)));
+            match (
+                HostPattern::most_specific(rules, host, port),
+                &config.default_cert,
+            ) {
+                (Some((pattern, rule)), _) => {
                     (rule.cert.clone(), Some(format!("host-rule:{pattern}")))
                 }
                 (None, Some(default)) => (default.clone(), Some("default".to_owned())),
