@@ -73,6 +73,6 @@ pub use proxy::{Proxy, ProxyRules};
 pub use redirect::Redirect;
 pub use run::Engine;
 pub use spec::{
-    JobSpec, OneOrMany, OptionsSpec, PartSpec, ProxyConfiguration, StoreSpec, parse_resolve,
-    seconds_to_duration,
+    HostCertSpec, JobSpec, OneOrMany, OptionsSpec, PartSpec, ProxyConfiguration, StoreSpec,
+    parse_resolve, seconds_to_duration,
 };
