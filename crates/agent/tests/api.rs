@@ -153,6 +153,7 @@ async fn single_and_batch_jobs_return_results_in_order() {
         message.contains("follow_redirect") && message.contains("follow_redirects"),
         "{message}"
     );
+    assert!(message.contains("keep_alive_idle"), "{message}");
     agent.stop().await;
 }
 
@@ -253,6 +254,28 @@ async fn redirects_forms_multipart_keep_alive_and_proxies() {
         body.contains("filename=\"a.txt\"") && body.contains("hello"),
         "{body}"
     );
+    // keep_alive_idle: how long the connection waits for the next job.
+    let kept = job("/", json!({"keep_alive": true, "keep_alive_idle": 30}));
+    agent.jobs(&kept).await;
+    let result = agent.jobs(&kept).await;
+    assert_eq!(result["metrics"]["connectionReused"], true, "{result}");
+    let brief = job("/", json!({"keep_alive": true, "keep_alive_idle": "0.05"}));
+    agent.jobs(&brief).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let result = agent.jobs(&brief).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["metrics"]["connectionReused"], false, "{result}");
+    for idle in [json!(0), json!(-1), json!("soon")] {
+        let result = agent
+            .jobs(&job(
+                "/",
+                json!({"keep_alive": true, "keep_alive_idle": idle}),
+            ))
+            .await;
+        assert_eq!(result["error"]["kind"], "request.invalid", "{result}");
+        let message = result["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("config.keep_alive_idle"), "{message}");
+    }
     // A proxy that is not there; null means direct.
     let result = agent
         .jobs(&job("/", json!({"proxy": "http://127.0.0.1:1"})))
@@ -379,10 +402,7 @@ async fn over_the_queue_limit_new_jobs_get_503() {
         )
         .await;
     assert_eq!(reply.status, 503, "{}", reply.text);
-    assert_eq!(
-        reply.headers.get("retry-after").as_deref(),
-        Some("1")
-    );
+    assert_eq!(reply.headers.get("retry-after").as_deref(), Some("1"));
     assert_eq!(reply.json()["error"]["kind"], "api.overloaded");
     let results = busy.await.expect("batch task");
     assert!(

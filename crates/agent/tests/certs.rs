@@ -1,6 +1,6 @@
-//! Choosing the client certificate (job > host rule > downloader default > none), confinement of
-//! job-named paths, and rotation without restart — over real HTTPS against an upstream that
-//! requires client certificates.
+//! Choosing the client certificate (job > host rule > downloader default > none, and host rules
+//! alone for redirect hops to other hosts), confinement of job-named paths, and rotation without
+//! restart — over real HTTPS against an upstream that requires client certificates.
 
 mod support;
 
@@ -131,6 +131,119 @@ password_env = "EXACT_PASSWORD"
             "{result}"
         );
     }
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn host_rules_choose_the_certificate_of_redirect_hops() {
+    // `localhost:H` asks for a certificate and serves without one; `a.localhost:R` and
+    // `b.localhost:R` (one server) require one.
+    let home = upstream::start_optional().await;
+    let away = upstream::start().await;
+    let port = away.port;
+    let file = support::temp_dir("hop-rules").join("agent.toml");
+    let fixture = |path: &str| support::fixture(path).display().to_string();
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+apikey = "{APIKEY}"
+secret = "{SECRET}"
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+trust_store = "{root}"
+client_cert_configuration = {{ keystorePath = "{default}", keystorePassword = "{STORE}" }}
+
+[[client_certs]]
+hosts = ["*.localhost"]
+keystore = "{wide}"
+password = "{STORE}"
+
+[[client_certs]]
+hosts = ["b.localhost:{port}"]
+keystore = "{exact}"
+password = "{STORE}"
+"#,
+            data = support::temp_dir("hop-rules-data").display(),
+            root = fixture("ca/root.pem"),
+            default = fixture("client/rsa4096/openssl.p12"),
+            wide = fixture("client/rsa2048/openssl.p12"),
+            exact = fixture("client/p384/openssl.p12"),
+        ),
+    )
+    .expect("config file");
+    let flags = Flags {
+        config: Some(file),
+        cert_dirs: vec![support::fixture("client")],
+        ..Flags::default()
+    };
+    let config = Config::load(&flags, &env(&[])).expect("file config");
+    let agent = support::start(config).await;
+    let job = |to: String, mut config: serde_json::Value| {
+        config["resolve"] = json!([
+            format!("a.localhost:{port}:127.0.0.1"),
+            format!("b.localhost:{port}:127.0.0.1")
+        ]);
+        let to: String = url::form_urlencoded::byte_serialize(to.as_bytes()).collect();
+        json!({"url": home.url(&format!("/redirect?to={to}")), "config": config})
+    };
+    let a = format!("https://a.localhost:{port}/echo");
+    let b = format!("https://b.localhost:{port}/echo");
+    let own = json!({"client_cert_configuration":
+        {"keystorePath": "ed25519/openssl.p12", "keystorePassword": STORE}});
+    // (where the hop goes, job config, subject seen there, its source, home got a certificate)
+    let cases = [
+        // The wildcard rule; localhost itself got the downloader default.
+        (
+            &a,
+            json!({}),
+            "client-rsa2048",
+            "host-rule:*.localhost",
+            true,
+        ),
+        // The most specific rule.
+        (
+            &b,
+            json!({}),
+            "client-p384",
+            &*format!("host-rule:b.localhost:{port}"),
+            true,
+        ),
+        // The job's own certificate stays home; the hop still follows the host rules.
+        (&a, own, "client-rsa2048", "host-rule:*.localhost", true),
+    ];
+    for (to, config, subject, source, home_identity) in cases {
+        let result = agent.jobs(&job(to.clone(), config)).await;
+        assert_eq!(result["ok"], true, "{to}: {result}");
+        assert!(seen_subject(&result).contains(subject), "{to}: {result}");
+        assert_eq!(
+            result["tls"]["clientCertificate"]["source"], source,
+            "{result}"
+        );
+        assert_eq!(
+            result["redirects"][0]["identity"], home_identity,
+            "{result}"
+        );
+    }
+    // No rule matches 127.0.0.1: the downloader default stays with the job's host.
+    let result = agent
+        .jobs(&job(format!("https://127.0.0.1:{port}/echo"), json!({})))
+        .await;
+    assert_eq!(
+        result["error"]["kind"], "tls.client_cert_required",
+        "{result}"
+    );
+    assert_eq!(result["redirects"][0]["identity"], true, "{result}");
+    assert!(result["tls"]["clientCertificate"].is_null(), "{result}");
+    // `client_cert_configuration: null`: no certificate anywhere, not even where a rule matches.
+    let result = agent
+        .jobs(&job(a.clone(), json!({"client_cert_configuration": null})))
+        .await;
+    assert_eq!(
+        result["error"]["kind"], "tls.client_cert_required",
+        "{result}"
+    );
+    assert_eq!(result["redirects"][0]["identity"], false, "{result}");
     agent.stop().await;
 }
 

@@ -141,10 +141,64 @@ pub(crate) fn exchange(
 }
 
 /// The response head was larger than the job allows.
+///
+/// HTTP/1.1: hyper's parser says so. HTTP/2: h2 refuses a header list over the limit on our
+/// side, with a GOAWAY `ENHANCE_YOUR_CALM` when it is far over (four times), else with a
+/// `PROTOCOL_ERROR` reset of the stream — the reset it also uses for a malformed head, so
+/// that case says it may be either.
 pub(crate) fn head_too_large(error: &hyper::Error, limit: usize) -> Option<Error> {
     // `is_parse_too_large` exists only with hyper's server feature; the message is stable.
-    (error.is_parse() && error.to_string().contains("too large"))
-        .then_some(Error::HeadersTooLarge { limit })
+    if error.is_parse() && error.to_string().contains("too large") {
+        return Some(Error::HeadersTooLarge {
+            limit,
+            or_malformed: false,
+        });
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(h2_error) = cause.downcast_ref::<h2::Error>() {
+            return h2_head_refused(H2Refusal::of(h2_error)?, limit);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// How h2 refused a stream on our side (never what the server sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum H2Refusal {
+    /// It reset the stream.
+    Reset(h2::Reason),
+    /// It closed the whole connection.
+    GoAway(h2::Reason),
+}
+
+impl H2Refusal {
+    fn of(error: &h2::Error) -> Option<Self> {
+        let reason = error.reason().filter(|_| error.is_library())?;
+        if error.is_go_away() {
+            Some(Self::GoAway(reason))
+        } else if error.is_reset() {
+            Some(Self::Reset(reason))
+        } else {
+            None
+        }
+    }
+}
+
+/// What h2 refusing the response head (before it reached us) means.
+fn h2_head_refused(refusal: H2Refusal, limit: usize) -> Option<Error> {
+    match refusal {
+        H2Refusal::GoAway(h2::Reason::ENHANCE_YOUR_CALM) => Some(Error::HeadersTooLarge {
+            limit,
+            or_malformed: false,
+        }),
+        H2Refusal::Reset(h2::Reason::PROTOCOL_ERROR) => Some(Error::HeadersTooLarge {
+            limit,
+            or_malformed: true,
+        }),
+        _ => None,
+    }
 }
 
 /// The TLS error inside `error`.
@@ -456,7 +510,22 @@ mod tests {
             ),
             (
                 "http.headers_too_large",
-                Error::HeadersTooLarge { limit: 65_536 },
+                Error::HeadersTooLarge {
+                    limit: 65_536,
+                    or_malformed: false,
+                },
+            ),
+            // HTTP/2, far over the limit: h2 closes the connection.
+            (
+                "http.headers_too_large",
+                h2_head_refused(H2Refusal::GoAway(h2::Reason::ENHANCE_YOUR_CALM), 65_536)
+                    .expect("classified"),
+            ),
+            // HTTP/2, over the limit: h2 resets the stream (as for a malformed head).
+            (
+                "http.headers_too_large",
+                h2_head_refused(H2Refusal::Reset(h2::Reason::PROTOCOL_ERROR), 65_536)
+                    .expect("classified"),
             ),
             (
                 "redirect.limit",
@@ -492,6 +561,17 @@ mod tests {
             assert_eq!(error.kind(), expected, "{error:?}");
             assert!(!error.to_string().is_empty());
             assert!(!error.hint().is_empty());
+        }
+    }
+
+    #[test]
+    fn other_h2_refusals_are_not_head_limits() {
+        for refusal in [
+            H2Refusal::Reset(h2::Reason::CANCEL),
+            H2Refusal::Reset(h2::Reason::FLOW_CONTROL_ERROR),
+            H2Refusal::GoAway(h2::Reason::PROTOCOL_ERROR),
+        ] {
+            assert!(h2_head_refused(refusal, 1024).is_none(), "{refusal:?}");
         }
     }
 

@@ -111,6 +111,9 @@ pub enum Error {
     HeadersTooLarge {
         /// The limit, in bytes.
         limit: usize,
+        /// Whether the head may instead have been malformed: HTTP/2 refuses a head somewhat
+        /// over the limit with the same stream reset as a malformed one.
+        or_malformed: bool,
     },
     /// More redirects than the job allows, or a redirect loop.
     RedirectLimit {
@@ -304,9 +307,16 @@ impl Error {
             Self::BodyDecode { .. } => "the server's compressed body is corrupt; set your own \
                  Accept-Encoding (e.g. identity) to receive it undecoded"
                 .into(),
-            Self::HeadersTooLarge { .. } => {
-                "the server sends a very large head; raise the response header limit".into()
-            }
+            Self::HeadersTooLarge {
+                or_malformed: false,
+                ..
+            } => "the server sends a very large head; raise the response header limit".into(),
+            Self::HeadersTooLarge {
+                or_malformed: true, ..
+            } => "raise the response header limit; if the error stays, the server's HTTP/2 \
+                 head is malformed (a Connection or Transfer-Encoding header, say): try \
+                 --http1.1"
+                .into(),
             Self::RedirectLimit { looped: true, .. } => {
                 "the redirects go round in a loop: check the server's Location headers".into()
             }
@@ -444,9 +454,18 @@ impl fmt::Display for Error {
             Self::BodyDecode { encoding, detail } => {
                 write!(f, "the {encoding} response body does not decode: {detail}")
             }
-            Self::HeadersTooLarge { limit } => {
-                write!(f, "the response head exceeds the limit of {limit} bytes")
-            }
+            Self::HeadersTooLarge {
+                limit,
+                or_malformed: false,
+            } => write!(f, "the response head exceeds the limit of {limit} bytes"),
+            Self::HeadersTooLarge {
+                limit,
+                or_malformed: true,
+            } => write!(
+                f,
+                "the HTTP/2 response head was refused: larger than the limit of {limit} bytes, \
+                 or malformed (HTTP/2 resets the stream alike for both)"
+            ),
             Self::RedirectLimit { looped: true, .. } => write!(f, "the redirects loop"),
             Self::RedirectLimit { limit, .. } => {
                 write!(f, "more than {limit} redirects")

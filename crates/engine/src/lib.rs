@@ -3,14 +3,15 @@
 //! what the handshake revealed.
 //!
 //! It is not a general HTTP client: by default every job uses a fresh connection (full
-//! handshake, complete metrics). A job may follow redirects (GET and HEAD by default, the
-//! client certificate and credentials only for the URL's own host), go through an HTTP proxy
-//! or a CONNECT tunnel chosen by the reference system's selector rules, send URL-encoded or
-//! multipart forms, and — with `keep_alive` — reuse a connection made with exactly the same
-//! identity, trust and proxy. Response bodies are decoded (gzip, deflate, br) when the engine
-//! itself asked for an encoding. It reads keystore and trust-store files named by a job
-//! (through the `keystore` crate) and caches what it parsed, keyed by file identity, so a
-//! replaced file is read again by the next job.
+//! handshake, complete metrics). A job may follow redirects (GET and HEAD by default;
+//! credentials only for the URL's own host, a client certificate for it and for the hosts the
+//! job's [`HostPattern`] rules select), go through an HTTP proxy or a CONNECT tunnel chosen by
+//! the reference system's selector rules, send URL-encoded or multipart forms, and — with
+//! `keep_alive` — reuse a connection made with exactly the same identity, trust and proxy.
+//! Response bodies are decoded (gzip, deflate, br) when the engine itself asked for an
+//! encoding. It reads keystore and trust-store files named by a job (through the `keystore`
+//! crate) and caches what it parsed, keyed by file identity, so a replaced file is read again by
+//! the next job.
 //!
 //! # Brief overview
 //!
@@ -42,6 +43,7 @@ mod dial;
 mod error;
 mod exchange;
 mod form;
+mod host_pattern;
 mod job;
 mod material;
 mod options;
@@ -58,6 +60,7 @@ pub mod tls;
 pub use error::{Error, HandshakeFacts, JobError, Material};
 pub use exchange::{Body, Headers};
 pub use form::{EncodedBody, Part, multipart, urlencoded};
+pub use host_pattern::{HostPattern, PatternError, Specificity};
 pub use job::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, DEFAULT_MAX_REDIRECTS, HttpVersion, IdentitySource,
     Job, JobBuilder, Source, TlsVersion, TrustMode, TrustSource,
@@ -70,6 +73,6 @@ pub use proxy::{Proxy, ProxyRules};
 pub use redirect::Redirect;
 pub use run::Engine;
 pub use spec::{
-    JobSpec, OneOrMany, OptionsSpec, PartSpec, ProxyConfiguration, StoreSpec, parse_resolve,
-    seconds_to_duration,
+    HostCertSpec, JobSpec, OneOrMany, OptionsSpec, PartSpec, ProxyConfiguration, StoreSpec,
+    parse_resolve, seconds_to_duration,
 };

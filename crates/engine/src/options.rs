@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::host_pattern::HostPattern;
 use crate::job::{IdentitySource, JobBuilder};
 
 /// The HTTP options of a job beyond the request itself: redirects, proxies, connection reuse
@@ -13,8 +14,9 @@ pub(crate) struct HttpOptions {
     /// `None`: follow for GET and HEAD only (the reference system's rule).
     pub(crate) follow_redirects: Option<bool>,
     pub(crate) max_redirects: u32,
-    /// Identities for hosts other than the URL's, selected by `host:port` on redirects.
-    pub(crate) host_identities: Vec<(String, u16, IdentitySource)>,
+    /// Identities for redirect hops to hosts other than the URL's, in the order given: the
+    /// most specific matching pattern selects one (nothing is loaded before that).
+    pub(crate) host_identities: Vec<(HostPattern, IdentitySource)>,
     pub(crate) proxy: Option<crate::proxy::ProxyRules>,
     pub(crate) keep_alive: bool,
     pub(crate) idle_limit: std::time::Duration,
@@ -42,10 +44,10 @@ impl JobBuilder {
 
 impl fmt::Debug for HttpOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hosts: Vec<(&str, u16)> = self
+        let hosts: Vec<String> = self
             .host_identities
             .iter()
-            .map(|(host, port, _)| (host.as_str(), *port))
+            .map(|(pattern, _)| pattern.to_string())
             .collect();
         f.debug_struct("HttpOptions")
             .field("follow_redirects", &self.follow_redirects)

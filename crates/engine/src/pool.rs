@@ -2,7 +2,8 @@
 //! authenticated them.
 //!
 //! The key is the scheme, host, port, pinned address, SNI name, identity fingerprint, trust
-//! fingerprint (mode, verification and custom store), TLS versions, HTTP version and proxy. A
+//! fingerprint (mode, verification and custom store), TLS versions, HTTP version, response
+//! header limit and proxy. A
 //! connection made with certificate A is never handed to a job that asked for certificate B
 //! or for none, because their keys differ. A connection is used by one job at a time and goes
 //! back to the pool only after its response was read completely. Idle connections expire
@@ -33,6 +34,9 @@ pub(crate) struct PoolKey {
     pub(crate) trust: [u8; 32],
     pub(crate) tls: (TlsVersion, TlsVersion),
     pub(crate) http: HttpVersion,
+    /// The response header limit the connection was set up with (hyper applies it per
+    /// connection).
+    pub(crate) header_limit: usize,
     /// The proxy's address and a digest of its credentials.
     pub(crate) proxy: Option<(String, [u8; 32])>,
 }

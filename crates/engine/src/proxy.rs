@@ -5,9 +5,10 @@
 //! to end inside it, so the proxy never sees the key or the plaintext.
 //!
 //! Selection follows the reference system's `proxy_configuration` (see `docs/proxy.md`):
-//! selectors are an exact host, `*.domain` (any depth below `domain`) or `*`. When several
-//! match, the most specific wins: an exact host, then the `*.domain` with the most labels,
-//! then `*` (so `*` is evaluated last wherever it appears). `"address": "NONE"` means direct.
+//! selectors are [`HostPattern`]s — an exact `host:port` or host, `*.domain` (any depth below
+//! `domain`) or `*`. When several match, the most specific wins: `host:port`, an exact host,
+//! then the `*.domain` with the most labels, then `*` (so `*` is evaluated last wherever it
+//! appears). `"address": "NONE"` means direct.
 
 use std::fmt;
 
@@ -19,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, JobError};
+use crate::host_pattern::HostPattern;
 use crate::job::JobBuilder;
 
 /// The largest CONNECT response head we read.
@@ -43,18 +45,10 @@ pub struct ProxyRules {
 
 #[derive(Clone, Debug)]
 struct Rule {
-    selector: Selector,
+    selector: HostPattern,
     scheme: Option<&'static str>,
     /// `None`: direct.
     proxy: Option<Proxy>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Selector {
-    Host(String),
-    /// `*.domain`: every name below `domain`.
-    Below(String),
-    Any,
 }
 
 impl Proxy {
@@ -138,7 +132,7 @@ impl ProxyRules {
     pub fn all(proxy: Proxy) -> Self {
         Self {
             rules: vec![Rule {
-                selector: Selector::Any,
+                selector: HostPattern::any(),
                 scheme: None,
                 proxy: Some(proxy),
             }],
@@ -155,7 +149,9 @@ impl ProxyRules {
         };
         let mut rules = Vec::new();
         for (selector, entry) in map {
-            let selector = Selector::parse(&selector)?;
+            let selector = HostPattern::parse(&selector).map_err(|error| {
+                JobError::new(format!("'{selector}' is not a proxy selector: {error}"))
+            })?;
             let field = |name: &str| match entry.get(name) {
                 Some(Value::String(text)) => Some(text.clone()),
                 Some(Value::Number(number)) => Some(number.to_string()),
@@ -190,7 +186,9 @@ impl ProxyRules {
 
     /// The standard variables' values (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`): the first
     /// serves http URLs, the second https URLs; `NO_PROXY` is a comma-separated list of hosts
-    /// (each also covering its subdomains, a leading dot allowed) or `*`.
+    /// (each also covering its subdomains, a leading dot allowed), `host:port` entries (that
+    /// port only) or `*`. Entries that name no host (such as CIDR ranges) never match and are
+    /// skipped, as other tools that do not support them do.
     pub fn from_env_values(
         http: Option<&str>,
         https: Option<&str>,
@@ -200,7 +198,7 @@ impl ProxyRules {
         for (scheme, value) in [("http", http), ("https", https)] {
             if let Some(text) = value.filter(|text| !text.trim().is_empty()) {
                 rules.push(Rule {
-                    selector: Selector::Any,
+                    selector: HostPattern::any(),
                     scheme: Some(scheme),
                     proxy: Some(Proxy::parse(text)?),
                 });
@@ -218,17 +216,17 @@ impl ProxyRules {
                 // Direct for everything: nothing else may match.
                 return Ok(Self::default());
             }
-            let host = entry.to_ascii_lowercase();
-            rules.push(Rule {
-                selector: Selector::Host(host.clone()),
-                scheme: None,
-                proxy: None,
-            });
-            rules.push(Rule {
-                selector: Selector::Below(host),
-                scheme: None,
-                proxy: None,
-            });
+            let Ok(selector) = HostPattern::parse(entry) else {
+                continue;
+            };
+            let below = selector.subdomains();
+            for selector in std::iter::once(selector).chain(below) {
+                rules.push(Rule {
+                    selector,
+                    scheme: None,
+                    proxy: None,
+                });
+            }
         }
         Ok(Self { rules })
     }
@@ -248,51 +246,15 @@ impl ProxyRules {
         self
     }
 
-    /// The proxy for a request to `host` over `scheme`, or `None` for a direct connection.
-    pub fn select(&self, scheme: &str, host: &str) -> Option<&Proxy> {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        self.rules
+    /// The proxy for a request to `host` on `port` over `scheme`, or `None` for a direct
+    /// connection.
+    pub fn select(&self, scheme: &str, host: &str, port: u16) -> Option<&Proxy> {
+        let candidates = self
+            .rules
             .iter()
             .filter(|rule| rule.scheme.is_none_or(|only| only == scheme))
-            .filter_map(|rule| rule.selector.rank(&host).map(|rank| (rank, rule)))
-            // Most specific wins; among equals, the earlier entry (max_by_key keeps the last).
-            .rev()
-            .max_by_key(|(rank, _)| *rank)
-            .and_then(|(_, rule)| rule.proxy.as_ref())
-    }
-}
-
-impl Selector {
-    fn parse(text: &str) -> Result<Self, JobError> {
-        let text = text.trim().to_ascii_lowercase();
-        if text == "*" {
-            return Ok(Self::Any);
-        }
-        if let Some(domain) = text.strip_prefix("*.") {
-            if domain.is_empty() || domain.contains('*') {
-                return Err(JobError::new(format!("'{text}' is not a proxy selector")));
-            }
-            return Ok(Self::Below(domain.to_owned()));
-        }
-        if text.is_empty() || text.contains('*') {
-            return Err(JobError::new(format!("'{text}' is not a proxy selector")));
-        }
-        Ok(Self::Host(text))
-    }
-
-    /// How specific the match is (higher wins), or `None` when it does not match.
-    fn rank(&self, host: &str) -> Option<usize> {
-        match self {
-            Self::Host(name) => (name == host).then_some(usize::MAX),
-            Self::Below(domain) => {
-                let below = host.strip_suffix(domain.as_str())?.strip_suffix('.')?;
-                (!below.is_empty()).then_some(1 + domain.split('.').count())
-            }
-            Self::Any => Some(0),
-        }
+            .map(|rule| (&rule.selector, rule));
+        HostPattern::most_specific(candidates, host, port).and_then(|(_, rule)| rule.proxy.as_ref())
     }
 }
 
@@ -380,7 +342,7 @@ mod tests {
                 "direct.domain.com": {"address":"NONE"}}"#,
         )
         .expect("rules");
-        let chosen = |host: &str| rules.select("https", host).map(Proxy::address);
+        let chosen = |host: &str| rules.select("https", host, 443).map(Proxy::address);
         assert_eq!(chosen("foo.com").as_deref(), Some("proxy2.com:3128"));
         assert_eq!(chosen("a.domain.com").as_deref(), Some("10.0.0.3:3128"));
         assert_eq!(chosen("a.b.c.domain.com").as_deref(), Some("10.0.0.3:3128"));
@@ -391,9 +353,32 @@ mod tests {
         assert_eq!(chosen("direct.domain.com"), None);
         assert_eq!(chosen("domain.com").as_deref(), Some("proxy1.com:8080"));
         assert_eq!(chosen("other.org").as_deref(), Some("proxy1.com:8080"));
-        let catch_all = rules.select("https", "other.org").expect("proxy");
+        let catch_all = rules.select("https", "other.org", 443).expect("proxy");
         assert!(catch_all.authorization().is_some());
         assert!(!format!("{rules:?}").contains("\"p\""));
+    }
+
+    #[test]
+    fn port_and_ipv6_selectors_match_and_bad_ones_are_refused() {
+        let rules = ProxyRules::from_reference_json(
+            r#"{"*": {"address":"NONE"},
+                "api.test:8443": {"address":"p1.test","port":1},
+                "[::1]": {"address":"p2.test","port":2}}"#,
+        )
+        .expect("rules");
+        let chosen = |host: &str, port: u16| rules.select("https", host, port).map(Proxy::address);
+        assert_eq!(chosen("api.test", 8443).as_deref(), Some("p1.test:1"));
+        assert_eq!(chosen("api.test", 443), None);
+        assert_eq!(chosen("::1", 443).as_deref(), Some("p2.test:2"));
+        assert_eq!(chosen("[::1]", 8443).as_deref(), Some("p2.test:2"));
+        for selector in ["a.*.test", "*.test:443", "http://a.test/", ""] {
+            let json = format!(r#"{{"{selector}": {{"address":"NONE"}}}}"#);
+            let error = ProxyRules::from_reference_json(&json).expect_err(selector);
+            assert!(
+                error.to_string().contains("not a proxy selector"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -401,17 +386,23 @@ mod tests {
         let rules = ProxyRules::from_env_values(
             Some("http://plain:3128"),
             Some("http://u:s3cr3t@secure:3129"),
-            Some("localhost,.internal.test"),
+            Some("localhost,.internal.test,10.0.0.0/8,api.test:8443"),
         )
         .expect("rules");
-        let chosen = |scheme: &str, host: &str| rules.select(scheme, host).map(Proxy::address);
+        let chosen = |scheme: &str, host: &str| rules.select(scheme, host, 443).map(Proxy::address);
         assert_eq!(chosen("http", "a.org").as_deref(), Some("plain:3128"));
         assert_eq!(chosen("https", "a.org").as_deref(), Some("secure:3129"));
         assert_eq!(chosen("https", "localhost"), None);
         assert_eq!(chosen("https", "x.internal.test"), None);
         assert_eq!(chosen("https", "internal.test"), None);
+        assert_eq!(chosen("https", "10.0.0.1").as_deref(), Some("secure:3129"));
+        assert_eq!(
+            rules.select("https", "api.test", 8443).map(Proxy::address),
+            None
+        );
+        assert_eq!(chosen("https", "api.test").as_deref(), Some("secure:3129"));
         let all = ProxyRules::from_env_values(None, Some("secure:1"), Some("*")).expect("rules");
-        assert!(all.select("https", "a.org").is_none());
+        assert!(all.select("https", "a.org", 443).is_none());
         assert!(!format!("{rules:?}").contains("s3cr3t"));
     }
 }

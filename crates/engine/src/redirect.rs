@@ -5,10 +5,13 @@
 //!   `follow_redirects` overrides that in both directions.
 //! - 301, 302, 303, 307 and 308 with a `Location` are followed; 303 turns the request into a
 //!   GET without a body (HEAD stays HEAD); the others keep method and body.
-//! - Credentials (`Authorization`, `Cookie`, `Proxy-Authorization` headers) and the client
-//!   certificate go only to the host and port of the job's URL. A hop to any other host:port
-//!   carries neither, unless the job names an identity for that host:port with
-//!   [`JobBuilder::identity_for`]; proxies are chosen per hop by the job's proxy rules.
+//! - Credentials (`Authorization`, `Cookie`, `Proxy-Authorization` headers) go only to the
+//!   scheme, host and port of the job's URL, and so does the job's client certificate. A hop to
+//!   any other one carries no credentials, and a client certificate only when one of the job's
+//!   host rules ([`JobBuilder::identity_for`], [`JobBuilder::identity_for_hosts`]) matches the
+//!   hop's host and port: the most specific rule wins (see [`HostPattern`]), and its keystore
+//!   is loaded only then. No match, no certificate. Proxies are chosen per hop by the job's
+//!   proxy rules.
 //! - More than `max_redirects` hops (default 10), or a request seen before (a loop), end the
 //!   job with `redirect.limit`.
 
@@ -17,6 +20,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::error::Error;
+use crate::host_pattern::HostPattern;
 use crate::job::{IdentitySource, Job, JobBuilder};
 use crate::outcome::Metrics;
 
@@ -32,7 +36,8 @@ pub struct Redirect {
     pub status_code: u16,
     /// The `Location`, resolved against `url`.
     pub location: String,
-    /// Whether the client certificate of the job was offered on this hop.
+    /// Whether a client identity was offered on this hop: the job's own on its URL's host,
+    /// else the one a host rule selected for the hop's host.
     pub identity: bool,
     /// The timings of this hop.
     pub metrics: Metrics,
@@ -51,17 +56,24 @@ impl JobBuilder {
         self
     }
 
-    /// The client identity to present when a redirect leads to `host:port`. Without it, the
-    /// job's identity is presented only to the host and port of its URL.
+    /// The client identity to present when a redirect leads to exactly `host:port` (another
+    /// host than the job's URL). The same as [`JobBuilder::identity_for_hosts`] with
+    /// [`HostPattern::exact`].
     pub fn identity_for(
-        mut self,
+        self,
         host: impl Into<String>,
         port: u16,
         identity: IdentitySource,
     ) -> Self {
-        self.http_options
-            .host_identities
-            .push((host.into(), port, identity));
+        self.identity_for_hosts(HostPattern::exact(&host.into(), port), identity)
+    }
+
+    /// The client identity to present when a redirect leads to a host `hosts` matches. Without
+    /// a matching rule, a hop to another host than the job's URL presents no certificate; with
+    /// several, the most specific wins (the first among equals). The identity is loaded only
+    /// when a hop matches.
+    pub fn identity_for_hosts(mut self, hosts: HostPattern, identity: IdentitySource) -> Self {
+        self.http_options.host_identities.push((hosts, identity));
         self
     }
 }
@@ -135,12 +147,13 @@ pub(crate) fn next(
             job.headers.remove(name);
         }
         let (host, port) = host_port(&to);
-        job.identity = original
+        let rules = original
             .http_options
             .host_identities
             .iter()
-            .find(|(h, p, _)| *p == port && h.eq_ignore_ascii_case(&host))
-            .map(|(_, _, identity)| identity.clone());
+            .map(|(pattern, identity)| (pattern, identity));
+        job.identity =
+            HostPattern::most_specific(rules, &host, port).map(|(_, identity)| identity.clone());
         job.sni = None;
     }
     job.url = to;
@@ -208,6 +221,57 @@ mod tests {
         assert_eq!(same.method, Method::POST);
         assert_eq!(&same.body[..], b"data");
         assert!(same.headers.contains_key(header::AUTHORIZATION));
+    }
+
+    fn store(name: &str) -> IdentitySource {
+        IdentitySource::Keystore {
+            source: crate::job::Source::Path(name.into()),
+            password: None,
+            key_password: None,
+            alias: None,
+        }
+    }
+
+    fn chosen(job: &Job) -> Option<String> {
+        match &job.identity {
+            Some(IdentitySource::Keystore {
+                source: crate::job::Source::Path(path),
+                ..
+            }) => Some(path.display().to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn hops_to_other_hosts_get_the_most_specific_rule_or_nothing() {
+        let pattern = |text: &str| HostPattern::parse(text).expect("pattern");
+        let original = Job::builder("GET", "https://a.test/x")
+            .identity(store("own"))
+            .identity_for_hosts(pattern("*.example.test"), store("wide"))
+            .identity_for_hosts(pattern("*.eu.example.test"), store("narrow"))
+            .identity_for("API.eu.example.test", 8443, store("exact"))
+            .build()
+            .expect("job");
+        let hop = |to: &str| {
+            let to = Url::parse(to).expect("url");
+            next(&original, &original, StatusCode::FOUND, to, 0, &[]).expect("hop")
+        };
+        let cases = [
+            ("https://a.test/back", Some("own")),
+            ("https://a.test:8443/", None),
+            ("http://a.test/", None),
+            ("https://x.example.test/", Some("wide")),
+            ("https://x.eu.example.test/", Some("narrow")),
+            ("https://api.eu.example.test:8443/", Some("exact")),
+            ("https://api.eu.example.test/", Some("narrow")),
+            ("https://example.test/", None),
+            ("https://other.test/", None),
+        ];
+        for (to, expected) in cases {
+            assert_eq!(chosen(&hop(to)).as_deref(), expected, "{to}");
+        }
+        let debug = format!("{original:?}");
+        assert!(debug.contains("*.eu.example.test"), "{debug}");
     }
 
     #[test]

@@ -230,12 +230,12 @@ impl Inner {
             (None, [0; 32])
         };
         let deadline = progress.timeline.job_start + job.timeout;
-        let (host, _) = job.host_port();
+        let (host, port) = job.host_port();
         let proxy = job
             .http_options
             .proxy
             .as_ref()
-            .and_then(|rules| rules.select(job.url.scheme(), &host))
+            .and_then(|rules| rules.select(job.url.scheme(), &host, port))
             .cloned();
         let key = if job.http_options.keep_alive {
             Some(pool_key(job, progress, trust, proxy.as_ref()))
@@ -458,6 +458,7 @@ fn pool_key(job: &Job, progress: &Progress, trust: [u8; 32], proxy: Option<&Prox
         trust,
         tls: (job.tls_min, job.tls_max),
         http: job.http,
+        header_limit: job.http_options.response_header_limit,
         proxy: proxy.map(|proxy| {
             let digest = proxy
                 .authorization()

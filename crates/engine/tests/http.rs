@@ -279,6 +279,41 @@ async fn header_limits() {
         .http(engine::HttpVersion::Http1)
         .response_header_limit(200_000);
     assert_eq!(status(&run(&engine, raised).await), 200);
+    // HTTP/2 gives the same kind: somewhat over the limit (h2 resets the stream) and far over
+    // it (h2 closes the connection), whether h2 was chosen by ALPN or forced.
+    for (version, limit) in [
+        (engine::HttpVersion::Auto, None),
+        (engine::HttpVersion::Http2, Some(80_000)),
+        (engine::HttpVersion::Http2, Some(16 * 1024)),
+    ] {
+        let mut big = Job::builder("GET", server.url("/bighead"))
+            .identity(identity("p256"))
+            .http(version);
+        if let Some(limit) = limit {
+            big = big.response_header_limit(limit);
+        }
+        let outcome = run(&engine, big).await;
+        assert_eq!(
+            outcome.kind(),
+            Some("http.headers_too_large"),
+            "{version:?} {limit:?}: {}",
+            describe(&outcome)
+        );
+        assert_eq!(
+            outcome.tls.as_ref().and_then(|tls| tls.alpn.as_deref()),
+            Some("h2")
+        );
+    }
+    let raised = Job::builder("GET", server.url("/bighead"))
+        .identity(identity("p256"))
+        .http(engine::HttpVersion::Http2)
+        .response_header_limit(200_000);
+    let raised = run(&engine, raised).await;
+    assert_eq!(status(&raised), 200, "{}", describe(&raised));
+    assert_eq!(
+        raised.response.as_ref().map(|r| r.http_version.as_str()),
+        Some("HTTP/2")
+    );
     let error = Job::builder("GET", server.url("/"))
         .header("X-Big", "a".repeat(70_000))
         .build()
@@ -507,6 +542,31 @@ async fn kept_alive_connections_never_mix_identities() {
     assert!(run(&engine, idle()).await.metrics.connection_reused);
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     assert!(!run(&engine, idle()).await.metrics.connection_reused);
+    // The response header limit is set per connection: another limit, another connection.
+    let limited = |bytes| {
+        Job::builder("GET", server.url("/headers"))
+            .keep_alive(true)
+            .response_header_limit(bytes)
+            .identity(identity("p384"))
+    };
+    assert!(
+        !run(&engine, limited(40_000))
+            .await
+            .metrics
+            .connection_reused
+    );
+    assert!(
+        run(&engine, limited(40_000))
+            .await
+            .metrics
+            .connection_reused
+    );
+    assert!(
+        !run(&engine, limited(50_000))
+            .await
+            .metrics
+            .connection_reused
+    );
     // Without keep_alive, every job has its own connection.
     let fresh = run(&engine, Job::builder("GET", server.url("/headers"))).await;
     assert!(!fresh.metrics.connection_reused);

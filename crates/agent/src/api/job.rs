@@ -30,6 +30,7 @@ pub(crate) const CONFIG_NAMES: &[&str] = &[
     "tls_max",
     "http_version",
     "keep_alive",
+    "keep_alive_idle",
     "proxy",
 ];
 
@@ -237,14 +238,16 @@ impl Plan {
                 builder = builder
                     .keep_alive(boolean(&value).ok_or_else(|| bad("must be true or false"))?);
             }
+            "keep_alive_idle" => {
+                builder = builder.keep_alive_idle(
+                    seconds(&value).ok_or_else(|| bad("must be a positive number of seconds"))?,
+                )
+            }
             "proxy" => self.proxy = Some(proxy(value)?),
             "timeout" => {
-                let seconds = number(&value).ok_or_else(|| bad("must be a number of seconds"))?;
-                let limit = Duration::try_from_secs_f64(seconds)
-                    .ok()
-                    .filter(|limit| !limit.is_zero())
-                    .ok_or_else(|| bad("must be a positive number of seconds"))?;
-                builder = builder.timeout(limit);
+                builder = builder.timeout(
+                    seconds(&value).ok_or_else(|| bad("must be a positive number of seconds"))?,
+                );
             }
             "footprint" => {
                 self.footprint = Some(scalar(&value).ok_or_else(|| bad("must be a string"))?)
@@ -574,6 +577,13 @@ fn number(value: &Value) -> Option<f64> {
         Value::String(text) => text.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// A positive number of seconds (fractions allowed), as a JSON number or a string.
+fn seconds(value: &Value) -> Option<Duration> {
+    Duration::try_from_secs_f64(number(value)?)
+        .ok()
+        .filter(|limit| !limit.is_zero())
 }
 
 fn decode(text: &str) -> Option<Bytes> {

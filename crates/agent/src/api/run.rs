@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use engine::{
-    ErrorInfo, IdentitySource, Metrics, Outcome, RequestInfo, Source, TrustMode, TrustSource,
+    ErrorInfo, HostPattern, IdentitySource, JobBuilder, Metrics, Outcome, RequestInfo, Source,
+    TrustMode, TrustSource,
 };
 use keystore::TrustAnchors;
 use serde_json::Value;
@@ -12,7 +13,7 @@ use serde_json::Value;
 use super::Shared;
 use super::job::{ApiJob, CertChoice, JobTrust, Plan, Rejection, raw_id, raw_request};
 use crate::certs::Loaded;
-use crate::config::CertRef;
+use crate::config::{CertRef, Config};
 
 /// What the agent adds to a result besides the engine's outcome.
 #[derive(Debug, Default)]
@@ -94,10 +95,15 @@ async fn execute(shared: &Shared, plan: Plan) -> (Outcome, Extra) {
         Some(None) => builder.proxy(engine::ProxyRules::default()),
         None => builder.proxy(config.proxy_rules.clone()),
     };
+    // `client_cert_configuration: null` means no certificate anywhere, redirect hops included.
+    let hops_get_host_rules = !matches!(cert, CertChoice::Nothing);
     match choose_identity(shared, cert, &host, port, &mut extra).await {
         Ok(Some(identity)) => builder = builder.identity(identity),
         Ok(None) => {}
         Err(rejection) => return (rejected(id, method, url, rejection), extra),
+    }
+    if hops_get_host_rules {
+        builder = hop_identities(config, builder);
     }
     match choose_trust(shared, trust, &mut extra).await {
         Ok(Some((mode, store))) => {
@@ -111,12 +117,66 @@ async fn execute(shared: &Shared, plan: Plan) -> (Outcome, Extra) {
     }
     builder = builder.insecure(insecure.unwrap_or(config.disable_ssl_validation));
     match builder.build() {
-        Ok(job) => (shared.engine.run(job).await, extra),
+        Ok(job) => {
+            let outcome = shared.engine.run(job).await;
+            if let Some(source) = hop_source(config, &url, &outcome) {
+                extra.source = source;
+            }
+            (outcome, extra)
+        }
         Err(error) => (Outcome::rejected(id, method, url, error), extra),
     }
 }
 
-/// Per-call config > first matching host rule > downloader-wide default > none.
+/// Every `[[client_certs]]` host rule, for redirect hops to another host than the job's URL:
+/// the engine presents the keystore of the most specific rule matching the hop (read only
+/// then) and nothing when none matches. The downloader-wide default is never given to another
+/// host. These keystores go to the engine by path, so a hop reads the file as it is now.
+fn hop_identities(config: &Config, mut builder: JobBuilder) -> JobBuilder {
+    for rule in &config.client_certs {
+        let identity = IdentitySource::Keystore {
+            source: Source::Path(rule.cert.path.clone()),
+            password: rule.cert.password.clone(),
+            key_password: rule.cert.key_password.clone(),
+            alias: rule.cert.alias.clone(),
+        };
+        for pattern in &rule.hosts {
+            builder = builder.identity_for_hosts(pattern.clone(), identity.clone());
+        }
+    }
+    builder
+}
+
+/// When redirects ended on another scheme, host or port than the job's URL: the `source` of
+/// the certificate presented there (`Some(None)` when no host rule matched it).
+fn hop_source(config: &Config, url: &str, outcome: &Outcome) -> Option<Option<String>> {
+    let last = outcome.redirects().last()?;
+    let reached = outcome
+        .response
+        .as_ref()
+        .map_or(last.location.as_str(), |response| response.url.as_str());
+    let authority = |text: &str| {
+        url::Url::parse(text).ok().map(|url| {
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            (url.scheme().to_owned(), host, url.port_or_known_default())
+        })
+    };
+    let (from, to) = (authority(url)?, authority(reached)?);
+    if from == to {
+        return None;
+    }
+    let (_, host, port) = to;
+    let rules = config
+        .client_certs
+        .iter()
+        .flat_map(|rule| rule.hosts.iter().map(move |pattern| (pattern, rule)));
+    Some(
+        HostPattern::most_specific(rules, &host, port.unwrap_or(0))
+            .map(|(pattern, _)| format!("host-rule:{pattern}")),
+    )
+}
+
+/// Per-call config > the most specific matching host rule > downloader-wide default > none.
 async fn choose_identity(
     shared: &Shared,
     choice: CertChoice,
@@ -158,18 +218,15 @@ async fn choose_identity(
             (cert, None)
         }
         CertChoice::Inherit => {
-            let rule = config
+            let rules = config
                 .client_certs
                 .iter()
-                .flat_map(|rule| rule.hosts.iter().map(move |pattern| (pattern, rule)))
-                .filter_map(|(pattern, rule)| {
-                    pattern
-                        .matches(host, port)
-                        .map(|rank| (rank, pattern, rule))
-                })
-                .min_by_key(|(rank, _, _)| *rank);
-            match (rule, &config.default_cert) {
-                (Some((_, pattern, rule)), _) => {
+                .flat_map(|rule| rule.hosts.iter().map(move |pattern| (pattern, rule)));
+            match (
+                HostPattern::most_specific(rules, host, port),
+                &config.default_cert,
+            ) {
+                (Some((pattern, rule)), _) => {
                     (rule.cert.clone(), Some(format!("host-rule:{pattern}")))
                 }
                 (None, Some(default)) => (default.clone(), Some("default".to_owned())),

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use engine::TrustMode;
 use keystore::Password;
 
-pub use reference::{CertRef, HostPattern, ProxyRule};
+pub use engine::HostPattern;
+pub use reference::{CertRef, ProxyRule};
 pub use source::{Environment, Flags, Source};
 
 pub use crate::amqp::Rabbit;
@@ -582,16 +583,24 @@ impl Lookup<'_> {
                 .ok_or_else(|| Error::config(setting.clone(), "needs hosts = [\"host\", ...]"))?;
             let mut patterns = Vec::with_capacity(hosts.len());
             for host in hosts {
-                let pattern = host
+                let refuse = |why: String| {
+                    Error::config(
+                        setting.clone(),
+                        format!("{host:?} is not host, host:port or *.domain: {why}"),
+                    )
+                };
+                let text = host
                     .as_str()
-                    .and_then(HostPattern::parse)
-                    .filter(|pattern| *pattern != HostPattern::Any)
-                    .ok_or_else(|| {
-                        Error::config(
-                            setting.clone(),
-                            format!("{host:?} is not host, host:port or *.domain"),
-                        )
-                    })?;
+                    .ok_or_else(|| refuse("a host rule names hosts as strings".into()))?;
+                let pattern =
+                    HostPattern::parse(text).map_err(|error| refuse(error.to_string()))?;
+                if pattern.is_any() {
+                    return Err(refuse(
+                        "'*' would cover every host: use client_cert_configuration for a \
+                         downloader-wide certificate"
+                            .into(),
+                    ));
+                }
                 patterns.push(pattern);
             }
             let keystore = table

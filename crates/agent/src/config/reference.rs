@@ -1,10 +1,11 @@
 //! The reference system's JSON settings: `client_cert_configuration` and
-//! `proxy_configuration`, plus the host patterns shared by client-certificate rules and proxy
-//! selectors.
+//! `proxy_configuration`. Host patterns (client-certificate rules, proxy selectors) are
+//! [`engine::HostPattern`], the matcher the engine applies to proxies and redirect hops.
 
 use std::fmt;
 use std::path::PathBuf;
 
+use engine::HostPattern;
 use keystore::Password;
 use serde::Deserialize;
 
@@ -38,23 +39,6 @@ pub(crate) struct ClientCertJson {
     pub(crate) keystore_base64: Option<String>,
 }
 
-/// A host pattern: `host`, `host:port` or `*.domain` (any depth below `domain`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
-    /// `host:port`.
-    HostPort(String, u16),
-    /// `host`, any port.
-    Host(String),
-    /// `*.domain`: every name below `domain` (not `domain` itself).
-    Wildcard(String),
-    /// `*`: everything (proxy selectors only).
-    Any,
-}
-
-/// How well a pattern matched: lower is more specific.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Specificity(u8, usize);
-
 /// One proxy selector of `proxy_configuration`.
 #[derive(Debug, Clone)]
 pub struct ProxyRule {
@@ -64,71 +48,6 @@ pub struct ProxyRule {
     pub direct: bool,
     /// The proxy address as written (no credentials).
     pub address: String,
-}
-
-impl HostPattern {
-    /// Parses a pattern; `None` when it is empty or malformed.
-    pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim().to_ascii_lowercase();
-        if text.is_empty() {
-            return None;
-        }
-        if text == "*" {
-            return Some(Self::Any);
-        }
-        if let Some(domain) = text.strip_prefix("*.") {
-            if domain.is_empty() || domain.contains(['*', ':', '/']) {
-                return None;
-            }
-            return Some(Self::Wildcard(domain.to_owned()));
-        }
-        if text.contains(['*', '/']) {
-            return None;
-        }
-        // `[::1]:443`, `host:443`; a bare IPv6 address has several colons and no port.
-        if let Some((host, port)) = text.rsplit_once(':')
-            && (host.starts_with('[') || !host.contains(':'))
-        {
-            let port = port.parse().ok()?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            return Some(Self::HostPort(host.to_owned(), port));
-        }
-        Some(Self::Host(
-            text.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-        ))
-    }
-
-    /// How specifically the pattern matches `host:port`, or `None`.
-    pub(crate) fn matches(&self, host: &str, port: u16) -> Option<Specificity> {
-        match self {
-            Self::HostPort(h, p) => {
-                (*p == port && h.eq_ignore_ascii_case(host)).then_some(Specificity(0, 0))
-            }
-            Self::Host(h) => h.eq_ignore_ascii_case(host).then_some(Specificity(1, 0)),
-            Self::Wildcard(domain) => {
-                let host = host.to_ascii_lowercase();
-                let below = host.strip_suffix(domain.as_str())?.strip_suffix('.')?;
-                // More labels in the domain = more specific = smaller.
-                (!below.is_empty())
-                    .then_some(Specificity(2, usize::MAX - domain.split('.').count()))
-            }
-            Self::Any => Some(Specificity(3, 0)),
-        }
-    }
-}
-
-impl fmt::Display for HostPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::HostPort(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
-            Self::HostPort(host, port) => write!(f, "{host}:{port}"),
-            Self::Host(host) => f.write_str(host),
-            Self::Wildcard(domain) => write!(f, "*.{domain}"),
-            Self::Any => f.write_str("*"),
-        }
-    }
 }
 
 /// Parses `proxy_configuration`: selector → `{address, port, authentication, username,
@@ -143,7 +62,7 @@ pub(crate) fn parse_proxies(text: &str) -> Result<Vec<ProxyRule>, String> {
     let mut rules = Vec::with_capacity(object.len());
     for (selector, proxy) in object {
         let pattern = HostPattern::parse(selector)
-            .ok_or_else(|| format!("'{selector}' is not a host selector"))?;
+            .map_err(|error| format!("'{selector}' is not a host selector: {error}"))?;
         let address = proxy
             .get("address")
             .and_then(serde_json::Value::as_str)
@@ -175,27 +94,5 @@ impl fmt::Debug for ClientCertJson {
             .field("key_alias", &self.key_alias)
             .field("inline", &self.keystore_base64.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_rank_exact_port_then_host_then_longest_wildcard() {
-        let exact_port = HostPattern::parse("api.corp.example:9443").expect("valid");
-        let exact = HostPattern::parse("api.corp.example").expect("valid");
-        let wide = HostPattern::parse("*.example").expect("valid");
-        let narrow = HostPattern::parse("*.corp.example").expect("valid");
-        let a = exact_port.matches("api.corp.example", 9443).expect("match");
-        let b = exact.matches("API.corp.example", 9443).expect("match");
-        let c = narrow.matches("api.corp.example", 9443).expect("match");
-        let d = wide.matches("api.corp.example", 9443).expect("match");
-        assert!(a < b && b < c && c < d);
-        assert!(exact_port.matches("api.corp.example", 443).is_none());
-        assert!(narrow.matches("corp.example", 443).is_none());
-        assert!(narrow.matches("x.y.corp.example", 443).is_some());
-        assert!(narrow.matches("evilcorp.example", 443).is_none());
     }
 }

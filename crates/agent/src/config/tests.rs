@@ -173,3 +173,27 @@ alias = "client"
     assert_eq!(parse_size("50M"), Some(50 << 20));
     assert_eq!(parse_size("512KiB"), Some(512 << 10));
 }
+
+#[test]
+fn host_rules_refuse_catch_all_and_malformed_patterns() {
+    for (host, why) in [
+        ("*", "every host"),
+        ("a.*.example", "'*' may only"),
+        ("https://a.example/", "not a URL"),
+        ("*.example:443", "takes no port"),
+    ] {
+        let path = file(&format!(
+            "[[client_certs]]\nhosts = [\"{host}\"]\nkeystore = \"/certs/a.p12\"\n"
+        ));
+        let flags = Flags {
+            config: Some(path),
+            ..Flags::default()
+        };
+        let error = Config::load(&flags, &env(&[])).expect_err(host);
+        let message = error.to_string();
+        assert!(
+            message.starts_with("client_certs[0] (config file)") && message.contains(why),
+            "{host}: {message}"
+        );
+    }
+}

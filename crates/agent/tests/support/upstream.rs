@@ -1,6 +1,7 @@
 //! An in-process HTTPS upstream (rustls + hyper) that requires a client certificate from the
-//! fixture CA. `/delay` answers after 300 ms, `/redirect` is a 302 to `/after-redirect`; every
-//! other path echoes what it saw:
+//! fixture CA ([`start`]) or asks for one and accepts none ([`start_optional`]). `/delay`
+//! answers after 300 ms, `/redirect` is a 302 to `/after-redirect` (or to its `to` query
+//! parameter); every other path echoes what it saw:
 //! `subject=`, `method=`, `query=`, `version=`, `x-test=`, `body=` lines.
 
 use std::convert::Infallible;
@@ -49,14 +50,28 @@ fn certs(path: &str) -> Vec<CertificateDer<'static>> {
         .expect("certs")
 }
 
-/// Starts the upstream on a free loopback port.
+/// Starts the upstream on a free loopback port; it requires a client certificate.
 pub(crate) async fn start() -> Server {
+    start_with(false).await
+}
+
+/// Starts an upstream that asks for a client certificate but also serves clients without one.
+pub(crate) async fn start_optional() -> Server {
+    start_with(true).await
+}
+
+async fn start_with(optional: bool) -> Server {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(certs("ca/root.pem"));
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .expect("client verifier");
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let verifier = if optional {
+        verifier.allow_unauthenticated()
+    } else {
+        verifier
+    }
+    .build()
+    .expect("client verifier");
     let key = PrivateKeyDer::from_pem_file(fixture("server/localhost.key.pem")).expect("key");
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -125,11 +140,14 @@ async fn handle(
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
     if path == "/redirect" {
+        let to = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "to")
+            .map_or_else(|| "/after-redirect".to_owned(), |(_, to)| to.into_owned());
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = hyper::StatusCode::FOUND;
         response.headers_mut().insert(
             hyper::header::LOCATION,
-            hyper::header::HeaderValue::from_static("/after-redirect"),
+            hyper::header::HeaderValue::from_str(&to).expect("location"),
         );
         return Ok(response);
     }

@@ -4,8 +4,16 @@
 //! {"id": "42", "method": "POST", "url": "https://api.internal/x", "params": {"q": "1"},
 //!  "headers": {"Content-Type": "application/json"}, "body": "{}",
 //!  "options": {"clientCert": {"path": "/certs/a.p12", "password": "..."},
-//!              "trust": "both", "caStore": {"path": "/certs/ca.pem"}, "timeout": 5}}
+//!              "hostCerts": [{"hosts": ["*.partner.example", "sso.other:8443"],
+//!                             "clientCert": {"path": "/certs/partner.p12", "password": "..."}}],
+//!              "trust": "both", "caStore": {"path": "/certs/ca.pem"}, "timeout": 5,
+//!              "keepAlive": true, "keepAliveIdle": 10}}
 //! ```
+//!
+//! Durations are in seconds (fractions allowed, zero refused). `clientCert` is presented to
+//! the URL's own scheme, host and port; a redirect hop anywhere else presents the
+//! `hostCerts` entry whose `hosts` pattern matches it most specifically (see
+//! [`crate::HostPattern`]), and no certificate when none matches.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +27,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::JobError;
 use crate::form::Part;
+use crate::host_pattern::HostPattern;
 use crate::job::{HttpVersion, IdentitySource, Job, Source, TlsVersion, TrustMode, TrustSource};
 use crate::proxy::{Proxy, ProxyRules};
 
@@ -141,9 +150,16 @@ pub struct OptionsSpec {
     /// The most redirects followed (default 10).
     #[serde(default)]
     pub max_redirects: Option<u32>,
+    /// Client identities for redirect hops to other hosts than the URL's.
+    #[serde(default)]
+    pub host_certs: Vec<HostCertSpec>,
     /// Reuse kept-alive connections made with exactly the same identity, trust and proxy.
     #[serde(default)]
     pub keep_alive: bool,
+    /// How long this job's kept-alive connection may wait idle for the next job, in seconds
+    /// (default 30).
+    #[serde(default)]
+    pub keep_alive_idle: Option<f64>,
     /// A proxy for every request, `http://[user:password@]host:port`.
     #[serde(default, deserialize_with = "password")]
     pub proxy: Option<Password>,
@@ -156,6 +172,17 @@ pub struct OptionsSpec {
     /// Decoded (decompressed) body limit in bytes.
     #[serde(default)]
     pub max_decoded_bytes: Option<u64>,
+}
+
+/// A client identity for redirect hops to the hosts it names: the identity of the most
+/// specific entry matching a hop's host and port is presented there.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostCertSpec {
+    /// Host patterns: `host`, `host:port`, `*.domain` (any depth) or `*`.
+    pub hosts: Vec<String>,
+    /// The identity, in the same shape as `clientCert`.
+    pub client_cert: StoreSpec,
 }
 
 /// A keystore, trust store or certificate/key pair, by path or inline (base64).
@@ -260,6 +287,13 @@ impl JobSpec {
             builder = builder.max_redirects(limit);
         }
         builder = builder.keep_alive(options.keep_alive);
+        if let Some(seconds) = options.keep_alive_idle {
+            builder = builder.keep_alive_idle(seconds_to_duration(seconds).map_err(|_| {
+                JobError::new(format!(
+                    "keepAliveIdle '{seconds}' is not a positive number of seconds"
+                ))
+            })?);
+        }
         match (&options.proxy, &options.proxy_configuration) {
             (Some(_), Some(_)) => {
                 return Err(JobError::new(
@@ -286,24 +320,20 @@ impl JobSpec {
             builder = builder.decoded_limit(limit);
         }
         if let Some(identity) = options.client_cert {
-            let source = source(identity.path, identity.data, "clientCert")?;
-            let key = match (identity.key_path, identity.key_data) {
-                (None, None) => None,
-                (path, data) => Some(source_of(path, data, "clientCert key")?),
-            };
-            builder = builder.identity(match key {
-                Some(key) => IdentitySource::Pair {
-                    certificates: source,
-                    key,
-                    key_password: identity.key_password.or(identity.password),
-                },
-                None => IdentitySource::Keystore {
-                    source,
-                    password: identity.password,
-                    key_password: identity.key_password,
-                    alias: identity.alias,
-                },
-            });
+            builder = builder.identity(identity_source(identity, "clientCert")?);
+        }
+        for (index, rule) in options.host_certs.into_iter().enumerate() {
+            let what = format!("hostCerts[{index}]");
+            if rule.hosts.is_empty() {
+                return Err(JobError::new(format!("{what} needs at least one host")));
+            }
+            let identity = identity_source(rule.client_cert, &format!("{what}.clientCert"))?;
+            for host in &rule.hosts {
+                let pattern = HostPattern::parse(host).map_err(|error| {
+                    JobError::new(format!("{what}: '{host}' is not a host pattern: {error}"))
+                })?;
+                builder = builder.identity_for_hosts(pattern, identity.clone());
+            }
         }
         if let Some(store) = options.ca_store {
             builder = builder.trust_store(TrustSource {
@@ -372,6 +402,24 @@ pub fn seconds_to_duration(seconds: f64) -> Result<Duration, JobError> {
         .ok()
         .filter(|duration| !duration.is_zero())
         .ok_or_else(|| JobError::new(format!("'{seconds}' is not a positive number of seconds")))
+}
+
+/// A client identity: a keystore, or a certificate and a separate key.
+fn identity_source(spec: StoreSpec, what: &str) -> Result<IdentitySource, JobError> {
+    let source = source_of(spec.path, spec.data, what)?;
+    Ok(match (spec.key_path, spec.key_data) {
+        (None, None) => IdentitySource::Keystore {
+            source,
+            password: spec.password,
+            key_password: spec.key_password,
+            alias: spec.alias,
+        },
+        (path, data) => IdentitySource::Pair {
+            certificates: source,
+            key: source_of(path, data, &format!("{what} key"))?,
+            key_password: spec.key_password.or(spec.password),
+        },
+    })
 }
 
 fn tls_version(text: &str) -> Result<TlsVersion, JobError> {
@@ -465,68 +513,4 @@ impl fmt::Debug for OneOrMany {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_json_job_builds() {
-        let spec: JobSpec = serde_json::from_str(
-            r#"{"id":"7","method":"post","url":"https://localhost:8443/p",
-                "params":{"a":"1","b":["2","3"]},
-                "headers":{"Authorization":"Bearer t0k3n-secret"},
-                "body":"aGk=","bodyEncoding":"base64",
-                "options":{"clientCert":{"keystorePath":"/x.p12","keystorePassword":"pw-s3cret"},
-                           "resolve":["localhost:8443:127.0.0.1"],"tlsMin":"1.3","timeout":2.5}}"#,
-        )
-        .expect("valid JSON");
-        let debug = format!("{spec:?}");
-        assert!(
-            !debug.contains("pw-s3cret") && !debug.contains("t0k3n-secret"),
-            "{debug}"
-        );
-        let job = spec.into_job().expect("valid job");
-        assert_eq!(job.display_url(), "https://localhost:8443/p?a=1&b=2&b=3");
-        assert_eq!(&job.body[..], b"hi");
-        assert_eq!(job.timeout(), Duration::from_millis(2500));
-        let debug = format!("{job:?}");
-        assert!(
-            !debug.contains("pw-s3cret") && !debug.contains("t0k3n-secret"),
-            "{debug}"
-        );
-    }
-
-    #[test]
-    fn forms_redirects_proxies_and_keep_alive_from_json() {
-        let spec: JobSpec = serde_json::from_str(
-            r#"{"method":"POST","url":"https://a.test/","form":{"a":"1","b":["2","3"]},
-                "options":{"follow_redirects":"true","maxRedirects":3,"keepAlive":true,
-                           "proxy_configuration":{"*":{"address":"p.test","port":3128,
-                               "username":"u","password":"pr0xy-s3cret"}}}}"#,
-        )
-        .expect("valid JSON");
-        assert!(!format!("{spec:?}").contains("pr0xy-s3cret"));
-        let job = spec.into_job().expect("valid job");
-        assert_eq!(&job.body[..], b"a=1&b=2&b=3");
-        assert_eq!(job.http_options.follow_redirects, Some(true));
-        assert_eq!(job.http_options.max_redirects, 3);
-        assert!(job.http_options.keep_alive);
-        assert!(!format!("{job:?}").contains("pr0xy-s3cret"));
-        let spec: JobSpec = serde_json::from_str(
-            r#"{"url":"https://a.test/","multipart":[{"name":"f","data":"AAE=",
-                "filename":"x.bin"}],"options":{"proxy":"http://u:pr0xy-s3cret@p.test:1"}}"#,
-        )
-        .expect("valid JSON");
-        assert!(!format!("{spec:?}").contains("pr0xy-s3cret"));
-        let job = spec.into_job().expect("valid job");
-        assert!(job.body.windows(2).any(|w| w == [0, 1]));
-        assert!(!format!("{job:?}").contains("pr0xy-s3cret"));
-    }
-
-    #[test]
-    fn resolve_pins_parse() {
-        let (host, port, address) = parse_resolve("a.test:443:[::1]").expect("valid");
-        assert_eq!((host.as_str(), port), ("a.test", 443));
-        assert!(address.is_loopback());
-        assert!(parse_resolve("a.test:x:127.0.0.1").is_err());
-    }
-}
+mod tests;
