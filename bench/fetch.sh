@@ -4,7 +4,9 @@
 # run; then the engine's job throughput against minimal hyper+rustls loops (criterion,
 # crates/engine/benches/jobs.rs): fresh connections (`fresh_mtls_job`) and kept-alive ones
 # (`keep_alive_job`: the engine with keep_alive against a loop reusing one connection).
-# Jobs/s = 1 s / the time per iteration. Needs: nginx, curl, hyperfine.
+# Jobs/s = 1 s / the time per iteration. Last, crates/engine/benches/ratio.rs runs the same four
+# kinds of job interleaved, round after round, and reports the median of the per-round ratios:
+# on a shared, noisy machine that is the number to quote. Needs: nginx, curl, hyperfine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -q -p downloader
@@ -39,3 +41,4 @@ hyperfine -N --warmup 5 --runs "${RUNS:-50}" --export-markdown "$out/fetch-vs-cu
 
 kill $nginx_pid; wait $nginx_pid 2>/dev/null || true
 cargo bench -q -p engine --bench jobs -- --noplot 2>&1 | tee "$out/engine-jobs.txt"
+cargo bench -q -p engine --bench ratio 2>&1 | tee "$out/engine-ratio.txt"

@@ -25,7 +25,8 @@ const PER_KEY: usize = 16;
 /// Everything that authenticated a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PoolKey {
-    pub(crate) scheme: String,
+    /// `https` (else `http`).
+    pub(crate) https: bool,
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) pinned: Option<std::net::SocketAddr>,

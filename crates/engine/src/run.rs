@@ -238,7 +238,13 @@ impl Inner {
             .and_then(|rules| rules.select(job.url.scheme(), &host, port))
             .cloned();
         let key = if job.http_options.keep_alive {
-            Some(pool_key(job, progress, trust, proxy.as_ref()))
+            Some(pool_key(
+                job,
+                (&host, port),
+                progress,
+                trust,
+                proxy.as_ref(),
+            ))
         } else {
             None
         };
@@ -446,11 +452,16 @@ impl Progress {
 }
 
 /// Everything that authenticated a connection for `job`.
-fn pool_key(job: &Job, progress: &Progress, trust: [u8; 32], proxy: Option<&Proxy>) -> PoolKey {
-    let (host, port) = job.host_port();
+fn pool_key(
+    job: &Job,
+    (host, port): (&str, u16),
+    progress: &Progress,
+    trust: [u8; 32],
+    proxy: Option<&Proxy>,
+) -> PoolKey {
     PoolKey {
-        scheme: job.url.scheme().to_owned(),
-        pinned: job.pinned(&host, port),
+        https: job.is_tls(),
+        pinned: job.pinned(host, port),
         host: host.to_ascii_lowercase(),
         port,
         sni: job.sni.clone(),
