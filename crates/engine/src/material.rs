@@ -1,14 +1,20 @@
 //! Client identities and server verifiers, parsed once and cached.
 //!
 //! A cache entry is keyed by what it was made from: for a file its path, device, inode,
-//! modification time and size; for in-memory bytes their SHA-256; plus a SHA-256 of the
-//! passwords and alias. A file replaced on disk has a new key, so the next job reads it again;
-//! the stale entry for the same path is dropped then. Parsing runs on the blocking pool.
+//! modification time and size; for in-memory bytes their SHA-256; plus the passwords and alias.
+//! A file replaced on disk has a new key, so the next job reads it again; the stale entry for
+//! the same path is dropped then. Parsing runs on the blocking pool.
+//!
+//! A file's metadata is looked up again when the last look is more than [`RECHECK`] old: a
+//! replacement is seen by the jobs that start a millisecond after it, while a stream of
+//! kept-alive jobs (thousands a second) does not pay a `stat` (a path walk in the kernel, a
+//! few microseconds for two files) each.
 
 use foldhash::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keystore::{CertificateInfo, Identity, Keystore, Options, TrustAnchors};
@@ -24,6 +30,9 @@ use crate::tls::danger::NoVerification;
 
 /// More entries than this and the cache starts over (jobs rarely use more than a few).
 const CACHE_LIMIT: usize = 256;
+
+/// How long a file's metadata is taken as current.
+pub(crate) const RECHECK: Duration = Duration::from_millis(1);
 
 /// A parsed client identity with the facts of its leaf certificate.
 #[derive(Debug)]
@@ -50,6 +59,8 @@ pub(crate) struct Materials {
     system_roots: OnceLock<Arc<RootCertStore>>,
     insecure: OnceLock<Verifier>,
     digests: Digests,
+    /// Each file's key and when its metadata was last looked up.
+    looked: Mutex<HashMap<PathBuf, (Instant, SourceKey)>>,
 }
 
 /// SHA-256 of in-memory keystores by buffer, so that jobs handing over the same `Bytes` (clones
@@ -112,7 +123,8 @@ impl Secrets {
 #[derive(Debug, Clone)]
 enum SourceKey {
     File {
-        path: PathBuf,
+        /// Shared: the key is copied for every lookup.
+        path: Arc<Path>,
         device: u64,
         inode: u64,
         modified_ns: i128,
@@ -168,6 +180,7 @@ impl Materials {
             system_roots: OnceLock::new(),
             insecure: OnceLock::new(),
             digests: Digests::default(),
+            looked: Mutex::new(HashMap::default()),
         }
     }
 
@@ -416,16 +429,28 @@ impl Materials {
         match source {
             Source::Bytes(bytes) => Ok(SourceKey::Memory(self.digests.of(bytes))),
             Source::Path(path) => {
+                let now = Instant::now();
+                if let Some((at, key)) = lock(&self.looked).get(path)
+                    && now.saturating_duration_since(*at) < RECHECK
+                {
+                    return Ok(key.clone());
+                }
                 let meta =
                     std::fs::metadata(path).map_err(|error| unreadable(material, path, &error))?;
-                Ok(SourceKey::File {
-                    path: path.clone(),
+                let key = SourceKey::File {
+                    path: Arc::from(path.as_path()),
                     device: meta.dev(),
                     inode: meta.ino(),
                     modified_ns: i128::from(meta.mtime()) * 1_000_000_000
                         + i128::from(meta.mtime_nsec()),
                     size: meta.len(),
-                })
+                };
+                let mut looked = lock(&self.looked);
+                if looked.len() >= CACHE_LIMIT {
+                    looked.clear();
+                }
+                looked.insert(path.clone(), (now, key.clone()));
+                Ok(key)
             }
         }
     }
@@ -451,7 +476,7 @@ fn insert<K: KeyedBySources + Eq + std::hash::Hash, V>(
 }
 
 fn evict_same_files<K: KeyedBySources, V>(map: &mut HashMap<K, V>, sources: &[SourceKey]) {
-    let paths: Vec<&PathBuf> = sources
+    let paths: Vec<&Arc<Path>> = sources
         .iter()
         .filter_map(|source| match source {
             SourceKey::File { path, .. } => Some(path),
