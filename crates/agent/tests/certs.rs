@@ -18,6 +18,47 @@ fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// An agent config file with a default certificate (rsa4096), a `*.localhost` rule (rsa2048)
+/// and a rule for `exact_hosts` with `exact_password` (a TOML line) and the keystore `exact`.
+fn rules_config(name: &str, exact_hosts: &str, exact_password: &str, exact: &str) -> Flags {
+    let file = support::temp_dir(name).join("agent.toml");
+    let fixture = |path: &str| support::fixture(path).display().to_string();
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+apikey = "{APIKEY}"
+secret = "{SECRET}"
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+trust_store = "{root}"
+client_cert_configuration = {{ keystorePath = "{default}", keystorePassword = "{STORE}" }}
+
+[[client_certs]]
+hosts = ["*.localhost"]
+keystore = "{wide}"
+password = "{STORE}"
+
+[[client_certs]]
+hosts = ["{exact_hosts}"]
+keystore = "{exact}"
+{exact_password}
+"#,
+            data = support::temp_dir(&format!("{name}-data")).display(),
+            root = fixture("ca/root.pem"),
+            default = fixture("client/rsa4096/openssl.p12"),
+            wide = fixture("client/rsa2048/openssl.p12"),
+            exact = fixture(exact),
+        ),
+    )
+    .expect("config file");
+    Flags {
+        config: Some(file),
+        cert_dirs: vec![support::fixture("client")],
+        ..Flags::default()
+    }
+}
+
 #[tokio::test]
 async fn seed_style_env_certificate_is_used_by_a_job_without_config() {
     let server = upstream::start().await;
@@ -58,42 +99,12 @@ async fn seed_style_env_certificate_is_used_by_a_job_without_config() {
 async fn job_beats_host_rule_beats_default() {
     let server = upstream::start().await;
     let port = server.port;
-    let file = support::temp_dir("rules").join("agent.toml");
-    let fixture = |path: &str| support::fixture(path).display().to_string();
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-apikey = "{APIKEY}"
-secret = "{SECRET}"
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-trust_store = "{root}"
-client_cert_configuration = {{ keystorePath = "{default}", keystorePassword = "{STORE}" }}
-
-[[client_certs]]
-hosts = ["*.localhost"]
-keystore = "{wide}"
-password = "{STORE}"
-
-[[client_certs]]
-hosts = ["localhost:{port}"]
-keystore = "{exact}"
-password_env = "EXACT_PASSWORD"
-"#,
-            data = support::temp_dir("rules-data").display(),
-            root = fixture("ca/root.pem"),
-            default = fixture("client/rsa4096/openssl.p12"),
-            wide = fixture("client/rsa2048/openssl.p12"),
-            exact = fixture("client/p256/openssl.p12"),
-        ),
-    )
-    .expect("config file");
-    let flags = Flags {
-        config: Some(file),
-        cert_dirs: vec![support::fixture("client")],
-        ..Flags::default()
-    };
+    let flags = rules_config(
+        "rules",
+        &format!("localhost:{port}"),
+        "password_env = \"EXACT_PASSWORD\"",
+        "client/p256/openssl.p12",
+    );
     let config =
         Config::load(&flags, &env(&[("EXACT_PASSWORD", STORE.into())])).expect("file config");
     let agent = support::start(config).await;
@@ -141,42 +152,12 @@ async fn host_rules_choose_the_certificate_of_redirect_hops() {
     let home = upstream::start_optional().await;
     let away = upstream::start().await;
     let port = away.port;
-    let file = support::temp_dir("hop-rules").join("agent.toml");
-    let fixture = |path: &str| support::fixture(path).display().to_string();
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-apikey = "{APIKEY}"
-secret = "{SECRET}"
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-trust_store = "{root}"
-client_cert_configuration = {{ keystorePath = "{default}", keystorePassword = "{STORE}" }}
-
-[[client_certs]]
-hosts = ["*.localhost"]
-keystore = "{wide}"
-password = "{STORE}"
-
-[[client_certs]]
-hosts = ["b.localhost:{port}"]
-keystore = "{exact}"
-password = "{STORE}"
-"#,
-            data = support::temp_dir("hop-rules-data").display(),
-            root = fixture("ca/root.pem"),
-            default = fixture("client/rsa4096/openssl.p12"),
-            wide = fixture("client/rsa2048/openssl.p12"),
-            exact = fixture("client/p384/openssl.p12"),
-        ),
-    )
-    .expect("config file");
-    let flags = Flags {
-        config: Some(file),
-        cert_dirs: vec![support::fixture("client")],
-        ..Flags::default()
-    };
+    let flags = rules_config(
+        "hop-rules",
+        &format!("b.localhost:{port}"),
+        &format!("password = \"{STORE}\""),
+        "client/p384/openssl.p12",
+    );
     let config = Config::load(&flags, &env(&[])).expect("file config");
     let agent = support::start(config).await;
     let job = |to: String, mut config: serde_json::Value| {

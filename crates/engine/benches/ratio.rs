@@ -50,28 +50,20 @@ fn main() {
 
     let mut per_job: [Vec<Duration>; 4] = Default::default();
     for _ in 0..rounds {
-        let started = Instant::now();
-        for _ in 0..batch {
+        per_job[0].push(per_job_time(batch, || {
             let outcome = runtime.block_on(engine.run(kept_job.clone()));
             assert!(outcome.ok, "{:?}", outcome.error);
-        }
-        per_job[0].push(started.elapsed() / batch);
-        let started = Instant::now();
-        for _ in 0..batch {
+        }));
+        per_job[1].push(per_job_time(batch, || {
             runtime.block_on(support::kept_alive_request(&mut kept));
-        }
-        per_job[1].push(started.elapsed() / batch);
-        let started = Instant::now();
-        for _ in 0..fresh_batch {
+        }));
+        per_job[2].push(per_job_time(fresh_batch, || {
             let outcome = runtime.block_on(engine.run(fresh_job.clone()));
             assert!(outcome.ok, "{:?}", outcome.error);
-        }
-        per_job[2].push(started.elapsed() / fresh_batch);
-        let started = Instant::now();
-        for _ in 0..fresh_batch {
+        }));
+        per_job[3].push(per_job_time(fresh_batch, || {
             runtime.block_on(support::loop_request(config.clone(), port));
-        }
-        per_job[3].push(started.elapsed() / fresh_batch);
+        }));
     }
     let names = [
         "engine, keep-alive",
@@ -116,6 +108,15 @@ fn main() {
         "  engine keep-alive = {mid:.1}x the jobs/s of engine fresh connections (min {low:.1}, max {high:.1})"
     );
     drop(nginx);
+}
+
+/// The mean time of `job` over `count` runs.
+fn per_job_time(count: u32, mut job: impl FnMut()) -> Duration {
+    let started = Instant::now();
+    for _ in 0..count {
+        job();
+    }
+    started.elapsed() / count
 }
 
 fn setting(name: &str, default: u32) -> u32 {

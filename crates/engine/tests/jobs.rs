@@ -528,7 +528,7 @@ async fn a_replaced_keystore_is_read_again() {
     std::fs::copy(fixture("client/rsa2048/openssl.p12"), &replacement).expect("copy");
     std::fs::rename(&replacement, &path).expect("rename");
     // File identities are looked up at most once a millisecond.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let after = engine.run(run(path.clone())).await;
     assert!(
         body(&after).contains("CN=client-rsa2048"),

@@ -13,6 +13,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::peers;
 
@@ -78,16 +79,32 @@ pub(crate) fn loop_config() -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
-pub(crate) async fn loop_request(config: Arc<ClientConfig>, port: u16) -> usize {
+/// TCP (no delay) and a full TLS handshake to the local nginx, as `localhost`.
+async fn connect(config: Arc<ClientConfig>, port: u16) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     tcp.set_nodelay(true).expect("nodelay");
     let name = ServerName::try_from("localhost").expect("name");
-    let tls = TlsConnector::from(config)
+    TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .expect("handshake");
+        .expect("handshake")
+}
+
+/// Reads the whole body; its length.
+async fn body_len(response: http::Response<hyper::body::Incoming>) -> usize {
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    body.len()
+}
+
+pub(crate) async fn loop_request(config: Arc<ClientConfig>, port: u16) -> usize {
+    let tls = connect(config, port).await;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let request = loop_request_for(&format!("https://localhost:{port}/"));
     let response = if h2 {
@@ -104,13 +121,7 @@ pub(crate) async fn loop_request(config: Arc<ClientConfig>, port: u16) -> usize 
         tokio::spawn(connection);
         sender.send_request(request).await.expect("response")
     };
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    body.len()
+    body_len(response).await
 }
 
 /// The minimal loop with keep-alive: one connection, opened again only when the server closes
@@ -123,15 +134,7 @@ pub(crate) struct KeptAlive {
 }
 
 pub(crate) async fn kept_alive(config: Arc<ClientConfig>, port: u16) -> KeptAlive {
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    tcp.set_nodelay(true).expect("nodelay");
-    let name = ServerName::try_from("localhost").expect("name");
-    let tls = TlsConnector::from(config.clone())
-        .connect(name, tcp)
-        .await
-        .expect("handshake");
+    let tls = connect(config.clone(), port).await;
     let (sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
             .await
@@ -157,11 +160,5 @@ pub(crate) async fn kept_alive_request(kept: &mut KeptAlive) -> usize {
             kept.sender.send_request(request).await.expect("response")
         }
     };
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    body.len()
+    body_len(response).await
 }
