@@ -131,21 +131,36 @@ pub(crate) enum Tls {
 /// certificate (with its intermediate) and trusting the client CAs in `client_ca` (relative to
 /// the fixtures). `None` when openssl is missing (and `CI` is not set).
 pub(crate) fn s_server(tls: Tls, client_ca: &str) -> Option<Peer> {
+    start_s_server(tls, client_ca, true)
+}
+
+/// Like [`s_server`], but presenting only the leaf certificate, without its intermediate (a
+/// common server misconfiguration).
+pub(crate) fn s_server_without_intermediate(tls: Tls, client_ca: &str) -> Option<Peer> {
+    start_s_server(tls, client_ca, false)
+}
+
+fn start_s_server(tls: Tls, client_ca: &str, with_intermediate: bool) -> Option<Peer> {
     if !require("openssl") {
         return None;
     }
     let port = free_port();
     let dir = temp_dir("s_server");
     let stderr = std::fs::File::create(dir.join("stderr.log")).expect("log file");
-    let mut child = Command::new("openssl")
+    let mut command = Command::new("openssl");
+    command
         .arg("s_server")
         .args(["-accept", &format!("127.0.0.1:{port}")])
         .arg("-cert")
         .arg(fixture("server/localhost.pem"))
         .arg("-key")
-        .arg(fixture("server/localhost.key.pem"))
-        .arg("-cert_chain")
-        .arg(fixture("ca/intermediate.pem"))
+        .arg(fixture("server/localhost.key.pem"));
+    if with_intermediate {
+        command
+            .arg("-cert_chain")
+            .arg(fixture("ca/intermediate.pem"));
+    }
+    let mut child = command
         .arg("-CAfile")
         .arg(fixture(client_ca))
         .args(["-Verify", "1", "-verify_return_error", "-www", "-no_ticket"])

@@ -48,8 +48,18 @@ pub(crate) struct Seen<'a> {
     pub(crate) facts: &'a HandshakeFacts,
     /// The name the server certificate was checked against.
     pub(crate) server_name: &'a str,
-    /// The issuer of the last certificate the server sent.
-    pub(crate) top_issuer: Option<&'a str>,
+    /// The top of the chain the server sent.
+    pub(crate) top: &'a ChainTop,
+}
+
+/// The top of the chain a server sent.
+#[derive(Debug, Default)]
+pub(crate) struct ChainTop {
+    /// The issuer of the last certificate.
+    pub(crate) issuer: Option<String>,
+    /// Whether the server sent only its own certificate (not a CA, not self-issued): the
+    /// intermediate that issued it is missing from the chain.
+    pub(crate) leaf_only: bool,
 }
 
 /// Keeps what classification needs from an I/O error (which cannot be cloned).
@@ -251,7 +261,8 @@ fn server_certificate(error: &CertificateError, seen: &Seen<'_>) -> Error {
         }
         other => Error::ServerUntrusted {
             detail: rustls::Error::InvalidCertificate(other.clone()).to_string(),
-            issuer: seen.top_issuer.map(str::to_owned),
+            issuer: seen.top.issuer.clone(),
+            leaf_only: seen.top.leaf_only,
         },
     }
 }
@@ -377,14 +388,61 @@ mod tests {
     }
 
     #[test]
+    fn a_leaf_without_its_intermediate_says_so() {
+        let top = ChainTop {
+            issuer: Some("CN=Fixture Intermediate CA".into()),
+            leaf_only: true,
+        };
+        let none = facts(false, false);
+        let seen = Seen {
+            facts: &none,
+            server_name: "localhost",
+            top: &top,
+        };
+        let error = handshake(
+            &io_with(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
+            &seen,
+        );
+        assert_eq!(error.kind(), "tls.server_untrusted");
+        let hint = error.hint();
+        assert!(
+            hint.contains("without the intermediate CA 'CN=Fixture Intermediate CA'"),
+            "{hint}"
+        );
+        // A complete chain ending at an untrusted CA keeps the usual hint.
+        let top = ChainTop {
+            issuer: Some("CN=Fixture Root CA".into()),
+            leaf_only: false,
+        };
+        let seen = Seen { top: &top, ..seen };
+        let hint = handshake(
+            &io_with(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
+            &seen,
+        )
+        .hint();
+        assert!(
+            hint.contains("'CN=Fixture Root CA', which is not trusted"),
+            "{hint}"
+        );
+    }
+
+    #[test]
     fn one_row_per_kind() {
         let none = facts(false, false);
         let asked = facts(true, false);
         let sent = facts(true, true);
+        let root_top = ChainTop {
+            issuer: Some("CN=Fixture Root CA".into()),
+            leaf_only: false,
+        };
         let seen = |facts| Seen {
             facts,
             server_name: "localhost",
-            top_issuer: Some("CN=Fixture Root CA"),
+            top: &root_top,
         };
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         let unreachable = io::Error::from(io::ErrorKind::HostUnreachable);
@@ -582,7 +640,7 @@ mod tests {
             &Seen {
                 facts: &facts(true, true),
                 server_name: "localhost",
-                top_issuer: None,
+                top: &ChainTop::default(),
             },
         );
         let hint = error.hint();

@@ -119,11 +119,11 @@ pub(crate) async fn dial(
     let stream = within(deadline, limit, job, Phase::Handshake, &target, handshake)
         .await?
         .map_err(|error| {
-            let (facts, top_issuer) = crate::report::facts(progress);
+            let (facts, top) = crate::report::facts(progress);
             let seen = Seen {
                 facts: &facts,
                 server_name: &name_text,
-                top_issuer: top_issuer.as_deref(),
+                top: &top,
             };
             classify::handshake(&error, &seen)
         })?;
@@ -188,12 +188,12 @@ where
     )
     .await?
     .map_err(|error| {
-        let (facts, top_issuer) = crate::report::facts(progress);
+        let (facts, top) = crate::report::facts(progress);
         let name = job.sni.clone().unwrap_or(host.clone());
         let seen = Seen {
             facts: &facts,
             server_name: &name,
-            top_issuer: top_issuer.as_deref(),
+            top: &top,
         };
         classify::exchange(&error, marks.read_error().as_ref(), &seen, Phase::Wait)
     })

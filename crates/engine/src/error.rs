@@ -46,6 +46,9 @@ pub enum Error {
         detail: String,
         /// The issuer of the top certificate the server sent, when it sent one.
         issuer: Option<String>,
+        /// Whether the server sent only its own certificate, without the intermediate CA that
+        /// issued it (a server misconfiguration that browsers often paper over).
+        leaf_only: bool,
     },
     /// The server's certificate is not valid for the name we connected to.
     HostnameMismatch {
@@ -271,6 +274,16 @@ impl Error {
                  routes, or raise the connect limit"
                 .into(),
             Self::ConnectFailed { .. } => "check the network route to the host".into(),
+            Self::ServerUntrusted {
+                issuer: Some(issuer),
+                leaf_only: true,
+                ..
+            } => format!(
+                "the server sent only its own certificate, without the intermediate CA \
+                 '{issuer}' that issued it: fix the server's chain (send the intermediate \
+                 with the certificate, e.g. nginx `ssl_certificate` with the full chain), or \
+                 add '{issuer}' to the trust store (--cacert)"
+            ),
             Self::ServerUntrusted { issuer, .. } => match issuer {
                 Some(issuer) => format!(
                     "the server's chain ends at '{issuer}', which is not trusted: add that CA \

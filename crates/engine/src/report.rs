@@ -6,6 +6,7 @@ use std::time::Instant;
 use keystore::{CertificateInfo, EXPIRY_WARNING_DAYS};
 use time::OffsetDateTime;
 
+use crate::classify::ChainTop;
 use crate::error::{Error, HandshakeFacts};
 use crate::exchange::{self, Body, Headers};
 use crate::job::Job;
@@ -17,8 +18,8 @@ use crate::tls::Observed;
 const NGINX_NO_CERTIFICATE: &str = "No required SSL certificate was sent";
 const NGINX_CERTIFICATE_ERROR: &str = "The SSL certificate error";
 
-/// Client-authentication facts so far, and the issuer at the top of the server's chain.
-pub(crate) fn facts(progress: &Progress) -> (HandshakeFacts, Option<String>) {
+/// Client-authentication facts so far, and the top of the server's chain.
+pub(crate) fn facts(progress: &Progress) -> (HandshakeFacts, ChainTop) {
     let observed = observed(progress);
     let leaf = progress.identity.as_ref().map(|loaded| &loaded.leaf);
     let presented = leaf.filter(|_| observed.presented);
@@ -30,15 +31,23 @@ pub(crate) fn facts(progress: &Progress) -> (HandshakeFacts, Option<String>) {
         presented_issuer: presented.map(|leaf| leaf.issuer.clone()),
         presented_not_after: presented.map(|leaf| leaf.not_after.clone()),
     };
-    let top_issuer = match &observed.chain_info {
-        Some(chain) => chain.last().map(|info| info.issuer.clone()),
-        None => observed
-            .server_chain
-            .last()
-            .and_then(|der| CertificateInfo::from_der(der).ok())
-            .map(|info| info.issuer),
+    let parsed;
+    let chain: &[CertificateInfo] = match &observed.chain_info {
+        Some(chain) => chain,
+        None => {
+            // Only the top certificate is needed here.
+            parsed = observed
+                .server_chain
+                .last()
+                .and_then(|der| CertificateInfo::from_der(der).ok());
+            parsed.as_slice()
+        }
     };
-    (facts, top_issuer)
+    let top = chain.last().map_or_else(ChainTop::default, |top| ChainTop {
+        issuer: Some(top.issuer.clone()),
+        leaf_only: observed.server_chain.len() == 1 && !top.is_ca && !top.self_issued,
+    });
+    (facts, top)
 }
 
 /// What the job's handshake showed: the one of the reused connection, or this job's own.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rustls::crypto::CryptoProvider;
 use sha2::{Digest, Sha256};
 
-use crate::classify::{self, Phase, Seen};
+use crate::classify::{self, ChainTop, Phase, Seen};
 use crate::decode;
 use crate::dial::{self, Dialed, TlsParts};
 use crate::error::{Error, HandshakeFacts, JobError};
@@ -308,6 +308,7 @@ impl Inner {
             .map_err(|error| Error::InvalidRequest(JobError::new(error.to_string())))?;
         let request_start = Instant::now();
         progress.timeline.request_start = Some(request_start);
+        marks.arm();
         let (host, port) = job.host_port();
         let target = Authority(&host, port);
         let sent = within(
@@ -320,9 +321,10 @@ impl Inner {
         )
         .await;
         let head_time = Instant::now();
-        // The request counts as sent at its last completed write before the response head.
+        // The request counts as sent at its last completed write before the first read after
+        // it started (a later write answers what was read: not the request).
         progress.timeline.send_end = marks
-            .last_write()
+            .request_written()
             .filter(|written| *written >= request_start)
             .map(|written| written.min(head_time));
         let response = sent?.map_err(|error| {
@@ -331,12 +333,12 @@ impl Inner {
             {
                 return too_large;
             }
-            let (facts, top_issuer) = report::facts(progress);
+            let (facts, top) = report::facts(progress);
             let name = job.sni.clone().unwrap_or(host.clone());
             let seen = Seen {
                 facts: &facts,
                 server_name: &name,
-                top_issuer: top_issuer.as_deref(),
+                top: &top,
             };
             classify::exchange(&error, marks.read_error().as_ref(), &seen, Phase::Wait)
         })?;
@@ -360,7 +362,7 @@ impl Inner {
             let seen = Seen {
                 facts: &HandshakeFacts::default(),
                 server_name: &host,
-                top_issuer: None,
+                top: &ChainTop::default(),
             };
             classify::exchange(&error, marks.read_error().as_ref(), &seen, Phase::Download)
         })?;

@@ -77,12 +77,19 @@ fn ms(duration: Duration) -> f64 {
     (duration.as_micros() as f64) / 1000.0
 }
 
-/// What the connection's I/O saw: the last completed write and the first read error.
+/// What the connection's I/O saw: the last completed write, the last write before the first
+/// read after a request started, and the first read error.
 #[derive(Debug)]
 pub(crate) struct IoMarks {
     origin: Instant,
     /// Nanoseconds after `origin` of the last completed write, plus one (0 = none yet).
     last_write: AtomicU64,
+    /// `last_write` as it was when the first read completed that followed a write made after
+    /// [`IoMarks::arm`] (0 = no such read yet). The request is sent by then; writes after that
+    /// read answer what was read (an HTTP/2 SETTINGS or PING acknowledgement): not the request.
+    write_before_read: AtomicU64,
+    /// `last_write` when armed, plus one (0 = not armed).
+    armed: AtomicU64,
     read_error: Mutex<Option<Captured>>,
 }
 
@@ -91,15 +98,46 @@ impl IoMarks {
         Arc::new(Self {
             origin: Instant::now(),
             last_write: AtomicU64::new(0),
+            write_before_read: AtomicU64::new(0),
+            armed: AtomicU64::new(0),
             read_error: Mutex::new(None),
         })
     }
 
-    /// The last completed write, if any.
-    pub(crate) fn last_write(&self) -> Option<Instant> {
+    #[cfg(test)]
+    fn last_write_at(&self) -> Option<Instant> {
         match self.last_write.load(Ordering::Relaxed) {
             0 => None,
             nanos => Some(self.origin + Duration::from_nanos(nanos - 1)),
+        }
+    }
+
+    /// A request is about to be written: the next completed read marks the end of sending.
+    pub(crate) fn arm(&self) {
+        self.write_before_read.store(0, Ordering::Relaxed);
+        let written = self.last_write.load(Ordering::Relaxed);
+        self.armed
+            .store(written.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// When the request was written: the last write before the first read since
+    /// [`IoMarks::arm`], or the last write when nothing was read yet.
+    pub(crate) fn request_written(&self) -> Option<Instant> {
+        let nanos = match self.write_before_read.load(Ordering::Relaxed) {
+            0 => self.last_write.load(Ordering::Relaxed),
+            nanos => nanos,
+        };
+        (nanos != 0).then(|| self.origin + Duration::from_nanos(nanos - 1))
+    }
+
+    fn note_read(&self) {
+        let armed = self.armed.load(Ordering::Relaxed);
+        let written = self.last_write.load(Ordering::Relaxed);
+        // Only a read after the request's first write ends its sending; reads before it (the
+        // server's HTTP/2 SETTINGS arriving late) do not.
+        if armed != 0 && written >= armed {
+            self.armed.store(0, Ordering::Relaxed);
+            self.write_before_read.store(written, Ordering::Relaxed);
         }
     }
 
@@ -142,9 +180,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Err(error)) = &polled {
-            this.marks.note_read_error(error);
+        match &polled {
+            Poll::Ready(Err(error)) => this.marks.note_read_error(error),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.marks.note_read(),
+            _ => {}
         }
         polled
     }
@@ -188,5 +229,34 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IoMarks;
+
+    #[test]
+    fn the_request_ends_at_the_last_write_before_the_answer_starts() {
+        let marks = IoMarks::new();
+        marks.note_write(); // the HTTP/2 preface, before the request
+        marks.arm();
+        // The server's SETTINGS read before the request was written: not the end of sending.
+        marks.note_read();
+        assert_eq!(marks.request_written(), marks.last_write_at());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        marks.note_write(); // the request
+        let request = marks.last_write_at().expect("written");
+        marks.note_read(); // the server's first bytes after the request
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        marks.note_write(); // an acknowledgement of what was read
+        assert_ne!(marks.last_write_at(), Some(request));
+        assert_eq!(marks.request_written(), Some(request));
+        // The next request on the connection starts over.
+        marks.arm();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        marks.note_write();
+        assert_eq!(marks.request_written(), marks.last_write_at());
+        assert_ne!(marks.request_written(), Some(request));
     }
 }

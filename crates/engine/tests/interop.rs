@@ -330,3 +330,41 @@ async fn nginx_redirects_keep_the_certificate_at_home_and_decode_gzip() {
     assert!(body(&gz).starts_with("gzip gzip"));
     assert!(response.size < response.body.len() as u64);
 }
+
+#[tokio::test]
+async fn a_server_without_its_intermediate_is_explained() {
+    let Some(server) = peers::s_server_without_intermediate(Tls::V13, "ca/root.pem") else {
+        return;
+    };
+    let engine = Engine::new();
+    let outcome = run(
+        &engine,
+        format!("https://localhost:{}/", server.port),
+        Some(store("client/p256/openssl.p12")),
+    )
+    .await;
+    assert_eq!(
+        outcome.kind(),
+        Some("tls.server_untrusted"),
+        "{}",
+        describe(&outcome)
+    );
+    let hint = &outcome.error.as_ref().expect("error").hint;
+    assert!(
+        hint.contains("without the intermediate CA") && hint.contains("Intermediate"),
+        "{hint}"
+    );
+    let tls = outcome.tls.as_ref().expect("tls facts");
+    assert_eq!(tls.server_certificates.len(), 1, "{}", describe(&outcome));
+    // Trusting the intermediate as well completes the chain on our side.
+    let job = Job::builder("GET", format!("https://localhost:{}/", server.port))
+        .identity(store("client/p256/openssl.p12"))
+        .trust_store(TrustSource {
+            source: Source::Path(fixture("ca/chain.pem")),
+            password: None,
+        })
+        .build()
+        .expect("job");
+    let outcome = engine.run(job).await;
+    assert!(outcome.ok, "{}", describe(&outcome));
+}
