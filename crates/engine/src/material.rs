@@ -91,8 +91,25 @@ impl Digests {
 /// What a cached value was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    sources: Vec<SourceKey>,
+    sources: Sources,
     secrets: Secrets,
+}
+
+/// The one or two files (or buffers) a value was made from: kept inline, as a lookup builds
+/// one for every job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Sources {
+    One(SourceKey),
+    Two([SourceKey; 2]),
+}
+
+impl Sources {
+    fn as_slice(&self) -> &[SourceKey] {
+        match self {
+            Self::One(source) => std::slice::from_ref(source),
+            Self::Two(sources) => sources,
+        }
+    }
 }
 
 /// The passwords and alias a value was opened with, compared as they are: a digest of them
@@ -230,7 +247,7 @@ impl Materials {
         };
         let key = match store {
             Some(store) => Some(Key {
-                sources: vec![self.source_key(&store.source, Material::Trust)?],
+                sources: Sources::One(self.source_key(&store.source, Material::Trust)?),
                 secrets: Secrets::new(store.password.as_ref(), None),
             }),
             None => None,
@@ -405,7 +422,7 @@ impl Materials {
                 key_password,
                 alias,
             } => Key {
-                sources: vec![self.source_key(source, Material::Identity)?],
+                sources: Sources::One(self.source_key(source, Material::Identity)?),
                 secrets: Secrets {
                     alias: alias.clone(),
                     ..Secrets::new(password.as_ref(), key_password.as_ref())
@@ -416,10 +433,10 @@ impl Materials {
                 key,
                 key_password,
             } => Key {
-                sources: vec![
+                sources: Sources::Two([
                     self.source_key(certificates, Material::Identity)?,
                     self.source_key(key, Material::Identity)?,
-                ],
+                ]),
                 secrets: Secrets::new(key_password.as_ref(), None),
             },
         })
@@ -500,7 +517,7 @@ trait KeyedBySources {
 
 impl KeyedBySources for Key {
     fn sources(&self) -> &[SourceKey] {
-        &self.sources
+        self.sources.as_slice()
     }
 }
 

@@ -52,9 +52,9 @@ pub struct Response {
     /// The status code.
     pub status_code: u16,
     /// The reason phrase (the server's, else the standard one).
-    pub reason: String,
+    pub reason: std::borrow::Cow<'static, str>,
     /// `HTTP/1.1` or `HTTP/2`.
-    pub http_version: String,
+    pub http_version: &'static str,
     /// Lower-case name to all its values, in order.
     pub headers: crate::exchange::Headers,
     /// The body: text when it is UTF-8, else base64.

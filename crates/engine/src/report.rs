@@ -106,10 +106,14 @@ pub(crate) fn outcome(job: &Job, mut progress: Progress, result: Result<(), Erro
             reason: parts
                 .extensions
                 .get::<hyper::ext::ReasonPhrase>()
-                .map(|reason| String::from_utf8_lossy(reason.as_bytes()).into_owned())
-                .or_else(|| parts.status.canonical_reason().map(str::to_owned))
+                .map(|reason| {
+                    String::from_utf8_lossy(reason.as_bytes())
+                        .into_owned()
+                        .into()
+                })
+                .or_else(|| parts.status.canonical_reason().map(Into::into))
                 .unwrap_or_default(),
-            http_version: exchange::version_text(parts.version).to_owned(),
+            http_version: exchange::version_text(parts.version),
             headers: Headers::new(parts.headers),
             size: read.map_or(0, |read| read.size),
             decoded: read.and_then(|read| read.decoded.clone()),

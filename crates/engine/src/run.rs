@@ -2,12 +2,14 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
 use sha2::{Digest, Sha256};
+use tokio::time::Sleep;
 
 use crate::classify::{self, ChainTop, Phase, Seen};
 use crate::decode;
@@ -311,7 +313,9 @@ impl Inner {
         marks.arm();
         let (host, port) = job.host_port();
         let target = Authority(&host, port);
-        let sent = within(
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+        let sent = within_on(
+            timer.as_mut(),
             deadline,
             job.first_byte_timeout,
             job,
@@ -354,9 +358,15 @@ impl Inner {
             .map(str::to_owned);
         let status = parts.status;
         progress.head = Some(parts);
-        let mut read = within(deadline, None, job, Phase::Download, &target, async {
-            exchange::read_body(&mut body, job.body_limit).await
-        })
+        let mut read = within_on(
+            timer,
+            deadline,
+            None,
+            job,
+            Phase::Download,
+            &target,
+            async { exchange::read_body(&mut body, job.body_limit).await },
+        )
         .await?
         .map_err(|error| {
             let seen = Seen {
@@ -509,14 +519,40 @@ pub(crate) async fn within<F: Future>(
     target: &(dyn std::fmt::Display + Sync),
     work: F,
 ) -> Result<F::Output, Error> {
-    let now = Instant::now();
-    let (until, after) = match phase_limit {
-        Some(limit) if now + limit < deadline => (now + limit, limit),
-        _ => (deadline, job.timeout),
-    };
+    let (until, after) = phase_end(deadline, phase_limit, job);
     tokio::time::timeout_at(until.into(), work)
         .await
         .map_err(|_| classify::timeout(phase, after, &target.to_string()))
+}
+
+/// [`within`] on a timer the caller keeps: consecutive phases of one exchange share it (moved
+/// from one limit to the next) rather than registering a timer each.
+async fn within_on<F: Future>(
+    mut timer: Pin<&mut Sleep>,
+    deadline: Instant,
+    phase_limit: Option<Duration>,
+    job: &Job,
+    phase: Phase,
+    target: &(dyn std::fmt::Display + Sync),
+    work: F,
+) -> Result<F::Output, Error> {
+    let (until, after) = phase_end(deadline, phase_limit, job);
+    timer.as_mut().reset(until.into());
+    tokio::select! {
+        biased;
+        output = work => Ok(output),
+        () = timer => Err(classify::timeout(phase, after, &target.to_string())),
+    }
+}
+
+/// When a phase starting now must end (its own limit or the job's deadline, whichever comes
+/// first) and the limit that is.
+fn phase_end(deadline: Instant, phase_limit: Option<Duration>, job: &Job) -> (Instant, Duration) {
+    let now = Instant::now();
+    match phase_limit {
+        Some(limit) if now + limit < deadline => (now + limit, limit),
+        _ => (deadline, job.timeout),
+    }
 }
 
 /// `host:port`, written out only when an error needs it.

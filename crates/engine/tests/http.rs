@@ -311,7 +311,7 @@ async fn header_limits() {
     let raised = run(&engine, raised).await;
     assert_eq!(status(&raised), 200, "{}", describe(&raised));
     assert_eq!(
-        raised.response.as_ref().map(|r| r.http_version.as_str()),
+        raised.response.as_ref().map(|r| r.http_version),
         Some("HTTP/2")
     );
     let error = Job::builder("GET", server.url("/"))

@@ -1,20 +1,22 @@
 //! Passwords, held so they cannot leak through `Debug` and are wiped on drop.
 
 use std::fmt;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// A keystore or key password.
 ///
-/// `Debug` prints `Password(***)`; there is no `Display`. The characters are zeroized on drop.
+/// `Debug` prints `Password(***)`; there is no `Display`. Copies share one buffer (a clone
+/// for every job is a reference count, not an allocation), zeroized when the last one drops.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Password(Zeroizing<String>);
+pub struct Password(Arc<Zeroizing<String>>);
 
 impl Password {
     /// Wrap a password.
     pub fn new(password: impl Into<String>) -> Self {
-        Self(Zeroizing::new(password.into()))
+        Self(Arc::new(Zeroizing::new(password.into())))
     }
 
     /// The password as text, for handing to a decryption routine.
