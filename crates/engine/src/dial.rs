@@ -188,13 +188,6 @@ where
     )
     .await?
     .map_err(|error| {
-        let (facts, top) = crate::report::facts(progress);
-        let name = job.sni.clone().unwrap_or(host.clone());
-        let seen = Seen {
-            facts: &facts,
-            server_name: &name,
-            top: &top,
-        };
-        classify::exchange(&error, marks.read_error().as_ref(), &seen, Phase::Wait)
+        crate::report::exchange_error(&error, job, &host, progress, marks, Phase::Wait)
     })
 }

@@ -6,12 +6,13 @@ use std::time::Instant;
 use keystore::{CertificateInfo, EXPIRY_WARNING_DAYS};
 use time::OffsetDateTime;
 
-use crate::classify::ChainTop;
+use crate::classify::{self, ChainTop, Phase, Seen};
 use crate::error::{Error, HandshakeFacts};
 use crate::exchange::{self, Body, Headers};
 use crate::job::Job;
 use crate::outcome::{ClientCertificate, Outcome, RequestInfo, Response, TlsInfo};
 use crate::run::{Handshake, Progress};
+use crate::timing::IoMarks;
 use crate::tls::Observed;
 
 /// The error pages nginx serves when `ssl_verify_client on` fails after the handshake.
@@ -65,6 +66,24 @@ pub(crate) fn handshake(progress: &Progress) -> Handshake {
     observed.chain_info = Some(observed.chain_info());
     let info = Arc::new(tls_info(progress, &observed));
     Handshake { observed, info }
+}
+
+/// An HTTP-layer failure on the job's connection, classified with what its handshake showed.
+pub(crate) fn exchange_error(
+    error: &hyper::Error,
+    job: &Job,
+    host: &str,
+    progress: &Progress,
+    marks: &IoMarks,
+    phase: Phase,
+) -> Error {
+    let (facts, top) = facts(progress);
+    let seen = Seen {
+        facts: &facts,
+        server_name: job.sni.as_deref().unwrap_or(host),
+        top: &top,
+    };
+    classify::exchange(error, marks.read_error().as_ref(), &seen, phase)
 }
 
 /// The one outcome of a job.

@@ -337,14 +337,7 @@ impl Inner {
             {
                 return too_large;
             }
-            let (facts, top) = report::facts(progress);
-            let name = job.sni.clone().unwrap_or(host.clone());
-            let seen = Seen {
-                facts: &facts,
-                server_name: &name,
-                top: &top,
-            };
-            classify::exchange(&error, marks.read_error().as_ref(), &seen, Phase::Wait)
+            report::exchange_error(&error, job, &host, progress, &marks, Phase::Wait)
         })?;
         progress.timeline.head = Some(head_time);
         if progress.timeline.send_end.is_none() {
@@ -519,10 +512,8 @@ pub(crate) async fn within<F: Future>(
     target: &(dyn std::fmt::Display + Sync),
     work: F,
 ) -> Result<F::Output, Error> {
-    let (until, after) = phase_end(deadline, phase_limit, job);
-    tokio::time::timeout_at(until.into(), work)
-        .await
-        .map_err(|_| classify::timeout(phase, after, &target.to_string()))
+    let timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+    within_on(timer, deadline, phase_limit, job, phase, target, work).await
 }
 
 /// [`within`] on a timer the caller keeps: consecutive phases of one exchange share it (moved
