@@ -6,16 +6,11 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::{Setup, fixture, start};
+use common::{STORE, Setup, describe, fixture, identity, start};
 use engine::{Engine, HostPattern, IdentitySource, Job, JobBuilder, Outcome, Source, TrustSource};
 use keystore::Password;
 
-const STORE: &str = "Fx-store-7431";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn identity(key_type: &str) -> IdentitySource {
-    keystore_at(fixture(&format!("client/{key_type}/openssl.p12")))
-}
 
 fn keystore_at(path: std::path::PathBuf) -> IdentitySource {
     IdentitySource::Keystore {
@@ -40,10 +35,6 @@ fn body(outcome: &Outcome) -> &str {
         .as_ref()
         .and_then(|response| response.body.text())
         .unwrap_or_default()
-}
-
-fn describe(outcome: &Outcome) -> String {
-    serde_json::to_string_pretty(outcome).unwrap_or_default()
 }
 
 fn presented(outcome: &Outcome) -> Option<&str> {

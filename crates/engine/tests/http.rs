@@ -4,43 +4,12 @@
 mod common;
 
 use common::extra::PLAIN;
-use common::{Setup, fixture, start};
-use engine::{Engine, IdentitySource, Job, Outcome, Part, Proxy, ProxyRules, Source, TrustSource};
+use common::{Setup, body, describe, identity, start, trust};
+use engine::{Engine, Job, Outcome, Part, Proxy, ProxyRules};
 use keystore::Password;
-
-const STORE: &str = "Fx-store-7431";
-
-fn trust() -> TrustSource {
-    TrustSource {
-        source: Source::Path(fixture("ca/root.pem")),
-        password: None,
-    }
-}
-
-fn identity(key_type: &str) -> IdentitySource {
-    IdentitySource::Keystore {
-        source: Source::Path(fixture(&format!("client/{key_type}/openssl.p12"))),
-        password: Some(Password::from(STORE)),
-        key_password: None,
-        alias: None,
-    }
-}
-
-fn body(outcome: &Outcome) -> String {
-    outcome
-        .response
-        .as_ref()
-        .and_then(|response| response.body.text())
-        .unwrap_or_default()
-        .to_owned()
-}
 
 fn status(outcome: &Outcome) -> u16 {
     outcome.response.as_ref().map_or(0, |r| r.status_code)
-}
-
-fn describe(outcome: &Outcome) -> String {
-    serde_json::to_string_pretty(outcome).unwrap_or_default()
 }
 
 fn optional_auth() -> Setup {

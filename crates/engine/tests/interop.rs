@@ -4,49 +4,9 @@
 
 mod common;
 
-use common::fixture;
 use common::peers::{self, Tls};
-use engine::{Engine, HttpVersion, IdentitySource, Job, Outcome, Source, TrustSource};
-use keystore::Password;
-
-const STORE: &str = "Fx-store-7431";
-
-fn trust() -> TrustSource {
-    TrustSource {
-        source: Source::Path(fixture("ca/root.pem")),
-        password: None,
-    }
-}
-
-fn store(path: &str) -> IdentitySource {
-    IdentitySource::Keystore {
-        source: Source::Path(fixture(path)),
-        password: Some(Password::from(STORE)),
-        key_password: None,
-        alias: None,
-    }
-}
-
-fn pair(cert: &str, key: &str) -> IdentitySource {
-    IdentitySource::Pair {
-        certificates: Source::Path(fixture(cert)),
-        key: Source::Path(fixture(key)),
-        key_password: None,
-    }
-}
-
-fn describe(outcome: &Outcome) -> String {
-    serde_json::to_string_pretty(outcome).unwrap_or_default()
-}
-
-fn body(outcome: &Outcome) -> String {
-    outcome
-        .response
-        .as_ref()
-        .and_then(|response| response.body.text())
-        .unwrap_or_default()
-        .to_owned()
-}
+use common::{STORE, body, describe, pair, store, trust, trust_from};
+use engine::{Engine, HttpVersion, IdentitySource, Job, Outcome};
 
 async fn run(engine: &Engine, url: String, identity: Option<IdentitySource>) -> Outcome {
     let mut builder = Job::builder("GET", url).trust_store(trust());
@@ -71,7 +31,7 @@ async fn openssl_s_server_accepts_and_rejects_at_the_handshake() {
             ("client/ed25519/imported.jceks", "client-ed25519"),
             ("client/p384/legacy.p12", "client-p384"),
         ] {
-            let outcome = run(&engine, url.clone(), Some(store(file))).await;
+            let outcome = run(&engine, url.clone(), Some(store(file, Some(STORE)))).await;
             assert!(
                 outcome.ok,
                 "{tls:?} {file}: {}\n{}",
@@ -87,7 +47,11 @@ async fn openssl_s_server_accepts_and_rejects_at_the_handshake() {
             };
             assert_eq!(version.as_deref(), Some(expected));
         }
-        let pem = pair("client/rsa2048/chain.pem", "client/rsa2048/key.pkcs1.pem");
+        let pem = pair(
+            "client/rsa2048/chain.pem",
+            "client/rsa2048/key.pkcs1.pem",
+            None,
+        );
         let outcome = run(&engine, url.clone(), Some(pem)).await;
         assert!(
             body(&outcome).contains("client-rsa2048"),
@@ -97,12 +61,12 @@ async fn openssl_s_server_accepts_and_rejects_at_the_handshake() {
         for (identity, kind, alert) in [
             (None, "tls.client_cert_required", ""),
             (
-                Some(store("negative/untrusted/openssl.p12")),
+                Some(store("negative/untrusted/openssl.p12", Some(STORE))),
                 "tls.client_cert_rejected",
                 "unknown_ca",
             ),
             (
-                Some(store("negative/expired/openssl.p12")),
+                Some(store("negative/expired/openssl.p12", Some(STORE))),
                 "tls.client_cert_rejected",
                 "certificate_expired",
             ),
@@ -110,6 +74,7 @@ async fn openssl_s_server_accepts_and_rejects_at_the_handshake() {
                 Some(pair(
                     "negative/incomplete/cert.pem",
                     "negative/incomplete/key.pem",
+                    None,
                 )),
                 "tls.client_cert_rejected",
                 "unknown_ca",
@@ -159,7 +124,11 @@ async fn nginx_checks_client_certificates_per_sni_name_over_http2() {
     };
 
     // a.localhost trusts the fixture CA.
-    let job = pinned("a.localhost", Some(store("client/p256/openssl.p12"))).build();
+    let job = pinned(
+        "a.localhost",
+        Some(store("client/p256/openssl.p12", Some(STORE))),
+    )
+    .build();
     let outcome = engine.run(job.expect("job")).await;
     assert!(outcome.ok, "{}\n{}", describe(&outcome), server.log());
     let text = body(&outcome);
@@ -180,9 +149,12 @@ async fn nginx_checks_client_certificates_per_sni_name_over_http2() {
     );
 
     // HTTP/1.1 when asked.
-    let job = pinned("a.localhost", Some(store("client/rsa2048/openssl.p12")))
-        .http(HttpVersion::Http1)
-        .build();
+    let job = pinned(
+        "a.localhost",
+        Some(store("client/rsa2048/openssl.p12", Some(STORE))),
+    )
+    .http(HttpVersion::Http1)
+    .build();
     let outcome = engine.run(job.expect("job")).await;
     assert_eq!(
         outcome.response.as_ref().expect("response").http_version,
@@ -195,11 +167,11 @@ async fn nginx_checks_client_certificates_per_sni_name_over_http2() {
     for (identity, page) in [
         (None, "No required SSL certificate was sent"),
         (
-            Some(store("negative/untrusted/openssl.p12")),
+            Some(store("negative/untrusted/openssl.p12", Some(STORE))),
             "The SSL certificate error",
         ),
         (
-            Some(store("negative/expired/openssl.p12")),
+            Some(store("negative/expired/openssl.p12", Some(STORE))),
             "The SSL certificate error",
         ),
     ] {
@@ -220,7 +192,11 @@ async fn nginx_checks_client_certificates_per_sni_name_over_http2() {
     }
 
     // b.localhost trusts only the other root: it names that CA, and rejects ours.
-    let job = pinned("b.localhost", Some(store("client/p256/openssl.p12"))).build();
+    let job = pinned(
+        "b.localhost",
+        Some(store("client/p256/openssl.p12", Some(STORE))),
+    )
+    .build();
     let outcome = engine.run(job.expect("job")).await;
     let tls = outcome.tls.as_ref().expect("tls");
     assert!(
@@ -244,6 +220,7 @@ async fn nginx_checks_client_certificates_per_sni_name_over_http2() {
         Some(pair(
             "negative/untrusted/chain.pem",
             "negative/untrusted/key.pem",
+            None,
         )),
     )
     .build();
@@ -264,7 +241,7 @@ async fn nginx_redirects_keep_the_certificate_at_home_and_decode_gzip() {
     let port = server.port;
     let job = |method: &str, path: &str| {
         let mut builder = Job::builder(method, format!("https://a.localhost:{port}{path}"))
-            .identity(store("client/p256/openssl.p12"))
+            .identity(store("client/p256/openssl.p12", Some(STORE)))
             .header("Authorization", "Bearer t0k")
             .header("Cookie", "c=1")
             .trust_store(trust());
@@ -340,7 +317,7 @@ async fn a_server_without_its_intermediate_is_explained() {
     let outcome = run(
         &engine,
         format!("https://localhost:{}/", server.port),
-        Some(store("client/p256/openssl.p12")),
+        Some(store("client/p256/openssl.p12", Some(STORE))),
     )
     .await;
     assert_eq!(
@@ -358,11 +335,8 @@ async fn a_server_without_its_intermediate_is_explained() {
     assert_eq!(tls.server_certificates.len(), 1, "{}", describe(&outcome));
     // Trusting the intermediate as well completes the chain on our side.
     let job = Job::builder("GET", format!("https://localhost:{}/", server.port))
-        .identity(store("client/p256/openssl.p12"))
-        .trust_store(TrustSource {
-            source: Source::Path(fixture("ca/chain.pem")),
-            password: None,
-        })
+        .identity(store("client/p256/openssl.p12", Some(STORE)))
+        .trust_store(trust_from("ca/chain.pem"))
         .build()
         .expect("job");
     let outcome = engine.run(job).await;

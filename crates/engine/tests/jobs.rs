@@ -5,49 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, fixture, start};
-use engine::{Engine, HttpVersion, IdentitySource, Job, Outcome, Source, TlsVersion, TrustSource};
-use keystore::Password;
+use common::{STORE, Setup, body, describe, fixture, pair, start, store, trust};
+use engine::{Engine, HttpVersion, IdentitySource, Job, Source, TlsVersion, TrustSource};
 
-const STORE: &str = "Fx-store-7431";
 const PEM: &str = "Fx-pem-5820";
-
-fn trust() -> TrustSource {
-    TrustSource {
-        source: Source::Path(fixture("ca/root.pem")),
-        password: None,
-    }
-}
-
-fn store(path: &str, password: Option<&str>) -> IdentitySource {
-    IdentitySource::Keystore {
-        source: Source::Path(fixture(path)),
-        password: password.map(Password::from),
-        key_password: None,
-        alias: None,
-    }
-}
-
-fn pair(cert: &str, key: &str, password: Option<&str>) -> IdentitySource {
-    IdentitySource::Pair {
-        certificates: Source::Path(fixture(cert)),
-        key: Source::Path(fixture(key)),
-        key_password: password.map(Password::from),
-    }
-}
-
-fn body(outcome: &Outcome) -> String {
-    outcome
-        .response
-        .as_ref()
-        .and_then(|response| response.body.text())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn describe(outcome: &Outcome) -> String {
-    serde_json::to_string_pretty(outcome).unwrap_or_default()
-}
 
 #[tokio::test]
 async fn every_format_and_key_type_presents_its_identity() {

@@ -36,6 +36,61 @@ pub(crate) use peers::fixture;
 pub(crate) mod extra;
 pub(crate) mod proxy;
 
+/// The store (and key) password of the keystore fixtures.
+pub(crate) const STORE: &str = "Fx-store-7431";
+
+/// The fixture root CA, as a job's trust store.
+pub(crate) fn trust() -> engine::TrustSource {
+    trust_from("ca/root.pem")
+}
+
+/// A fixture trust store.
+pub(crate) fn trust_from(path: &str) -> engine::TrustSource {
+    engine::TrustSource {
+        source: engine::Source::Path(fixture(path)),
+        password: None,
+    }
+}
+
+/// A fixture keystore opened with `password`.
+pub(crate) fn store(path: &str, password: Option<&str>) -> engine::IdentitySource {
+    engine::IdentitySource::Keystore {
+        source: engine::Source::Path(fixture(path)),
+        password: password.map(keystore::Password::from),
+        key_password: None,
+        alias: None,
+    }
+}
+
+/// The `client/<key_type>/openssl.p12` fixture identity.
+pub(crate) fn identity(key_type: &str) -> engine::IdentitySource {
+    store(&format!("client/{key_type}/openssl.p12"), Some(STORE))
+}
+
+/// A fixture certificate chain and key in two files.
+pub(crate) fn pair(cert: &str, key: &str, password: Option<&str>) -> engine::IdentitySource {
+    engine::IdentitySource::Pair {
+        certificates: engine::Source::Path(fixture(cert)),
+        key: engine::Source::Path(fixture(key)),
+        key_password: password.map(keystore::Password::from),
+    }
+}
+
+/// The response body as text (empty without one).
+pub(crate) fn body(outcome: &engine::Outcome) -> String {
+    outcome
+        .response
+        .as_ref()
+        .and_then(|response| response.body.text())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The whole outcome as pretty JSON, for assertion messages.
+pub(crate) fn describe(outcome: &engine::Outcome) -> String {
+    serde_json::to_string_pretty(outcome).unwrap_or_default()
+}
+
 /// How the test server is set up.
 #[derive(Debug, Clone)]
 pub(crate) struct Setup {
