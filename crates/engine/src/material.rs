@@ -333,6 +333,7 @@ fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
             let options = Options {
                 store_password: password.clone(),
                 key_password: key_password.clone(),
+                ..Options::default()
             };
             Keystore::open(&bytes, &options)
                 .and_then(|store| store.identity(alias.as_deref()))
@@ -348,6 +349,7 @@ fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
             let options = Options {
                 store_password: None,
                 key_password: key_password.clone(),
+                ..Options::default()
             };
             Keystore::open_pair(&cert_bytes, &key_bytes, &options)
                 .and_then(|store| store.identity(None))

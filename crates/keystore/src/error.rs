@@ -79,6 +79,16 @@ pub enum Error {
     },
     /// A trust store was read but holds no certificate.
     NoCertificates,
+    /// The key-derivation parameters ask for more work or memory than the [`crate::Limits`]
+    /// allow: refused before anything is derived or allocated.
+    TooCostly {
+        /// What asks for it: `"the key"`, `"the PKCS#12 store"`, `"JCEKS entry 'a'"`.
+        what: String,
+        /// The parameters, e.g. `"scrypt N=2^40, r=8, p=1 (1 PiB of memory)"`.
+        asks: String,
+        /// The cap they are over, e.g. `"256 MiB"`.
+        limit: String,
+    },
 }
 
 impl Error {
@@ -99,6 +109,7 @@ impl Error {
             Self::UnsupportedAlgorithm { .. } => "keystore.unsupported_algorithm",
             Self::SecretKeyEntry { .. } => "keystore.secret_key_entry",
             Self::NoCertificates => "keystore.no_certificates",
+            Self::TooCostly { .. } => "keystore.too_costly",
         }
     }
 
@@ -147,6 +158,11 @@ impl Error {
                  choose a private-key entry"
                 .into(),
             Self::NoCertificates => "the trust store is empty; add CA certificates to it".into(),
+            Self::TooCostly { .. } => "re-encrypt it with common parameters (a key: openssl \
+                 pkcs8 -topk8 -v2 aes-256-cbc -iter 100000; a store: openssl pkcs12 -export \
+                 -iter 10000), or, if the file is trusted, raise DOWNLOADER_MAX_KDF_ITERATIONS \
+                 or DOWNLOADER_MAX_KDF_MEMORY"
+                .into(),
         }
     }
 }
@@ -200,6 +216,9 @@ impl fmt::Display for Error {
                 write!(f, "entry '{alias}' is a secret key, not a private key")
             }
             Self::NoCertificates => write!(f, "no certificates found"),
+            Self::TooCostly { what, asks, limit } => {
+                write!(f, "{what} is encrypted with {asks}; the limit is {limit}")
+            }
         }
     }
 }

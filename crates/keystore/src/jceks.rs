@@ -8,20 +8,20 @@ use md5::{Digest, Md5};
 use zeroize::Zeroizing;
 
 use crate::asn1::{Reader, tag};
+use crate::costs::{Budget, Derivation};
 use crate::jks::{EncryptedKeyInfo, split_encrypted_key_info};
 use crate::key::{PlainKey, Syntax, cbc_decrypt};
-use crate::{Error, Format, Password};
+use crate::{Error, Format, Limits, Password};
 
 /// 1.3.6.1.4.1.42.2.19.1, PBEWithMD5AndTripleDES.
 const PBE_MD5_3DES_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x2a, 0x02, 0x13, 0x01];
-/// More iterations than any real store uses; bounds the work an input can ask for.
-const MAX_ITERATIONS: u64 = 10_000_000;
 
 /// Recovers the PKCS#8 key from a JCEKS `EncryptedPrivateKeyInfo`.
 pub(crate) fn unprotect_key(
     encrypted: &[u8],
     password: &Password,
     alias: &str,
+    limits: &Limits,
 ) -> Result<PlainKey, Error> {
     let corrupt = || Error::Corrupt {
         format: Format::Jceks,
@@ -46,9 +46,16 @@ pub(crate) fn unprotect_key(
         }
         _ => return Err(corrupt()),
     };
-    if salt.len() != 8 || iterations == 0 || iterations > MAX_ITERATIONS {
+    if salt.len() != 8 || iterations == 0 {
         return Err(corrupt());
     }
+    Budget::new(limits, format!("JCEKS entry '{alias}'")).charge(
+        Derivation::Iterated {
+            scheme: "PBEWithMD5AndTripleDES",
+            iterations,
+        },
+        None,
+    )?;
     let (key, iv) = derive(salt, iterations, password);
     let mut buffer = Zeroizing::new(data.to_vec());
     let wrong = || Error::WrongKeyPassword {

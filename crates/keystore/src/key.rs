@@ -15,7 +15,8 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, Pr
 use zeroize::Zeroizing;
 
 use crate::asn1::{self, Reader, tag};
-use crate::{Error, Format, Password, jceks, jks};
+use crate::costs::{Budget, Derivation};
+use crate::{Error, Format, Limits, Password, jceks, jks};
 
 /// A private key as found in a store, possibly still encrypted.
 ///
@@ -72,6 +73,7 @@ impl SealedKey {
         &self,
         password: Option<&Password>,
         alias: &str,
+        limits: &Limits,
     ) -> Result<PlainKey, Error> {
         let need = || {
             password.ok_or(Error::PasswordRequired {
@@ -83,7 +85,7 @@ impl SealedKey {
         };
         match self {
             Self::Plain(key) | Self::Decrypted(key) => Ok(key.clone()),
-            Self::EncryptedPkcs8(der) => decrypt_pkcs8(der, need()?, alias),
+            Self::EncryptedPkcs8(der) => decrypt_pkcs8(der, need()?, alias, limits),
             Self::LegacyPem {
                 syntax,
                 cipher,
@@ -94,7 +96,7 @@ impl SealedKey {
                 PlainKey::checked(*syntax, der).ok_or_else(wrong)
             }
             Self::Jks(der) => jks::unprotect_key(der, need()?, alias),
-            Self::Jceks(der) => jceks::unprotect_key(der, need()?, alias),
+            Self::Jceks(der) => jceks::unprotect_key(der, need()?, alias, limits),
         }
     }
 }
@@ -192,7 +194,12 @@ fn sec1_curve(der: &[u8]) -> Option<&[u8]> {
     None
 }
 
-fn decrypt_pkcs8(der: &[u8], password: &Password, alias: &str) -> Result<PlainKey, Error> {
+fn decrypt_pkcs8(
+    der: &[u8],
+    password: &Password,
+    alias: &str,
+    limits: &Limits,
+) -> Result<PlainKey, Error> {
     let info =
         pkcs8::EncryptedPrivateKeyInfoRef::try_from(der).map_err(|_| {
             match Reader::new(der)
@@ -209,6 +216,12 @@ fn decrypt_pkcs8(der: &[u8], password: &Password, alias: &str) -> Result<PlainKe
                 },
             }
         })?;
+    if let pkcs8::pkcs5::EncryptionScheme::Pbes2(parameters) = &info.encryption_algorithm {
+        let mut budget = Budget::new(limits, "the key");
+        if let Some(derivation) = pbes2_derivation(parameters) {
+            budget.charge(derivation, None)?;
+        }
+    }
     let wrong = || Error::WrongKeyPassword {
         alias: alias.to_owned(),
     };
@@ -223,6 +236,23 @@ fn decrypt_pkcs8(der: &[u8], password: &Password, alias: &str) -> Result<PlainKe
             _ => wrong(),
         })?;
     PlainKey::checked(Syntax::Pkcs8, Zeroizing::new(document.as_bytes().to_vec())).ok_or_else(wrong)
+}
+
+/// What a PBES2 key derivation asks for (`None` for a KDF that pkcs5 does not run).
+pub(crate) fn pbes2_derivation(parameters: &pkcs8::pkcs5::pbes2::Parameters) -> Option<Derivation> {
+    use pkcs8::pkcs5::pbes2::Kdf;
+    match &parameters.kdf {
+        Kdf::Pbkdf2(pbkdf2) => Some(Derivation::Iterated {
+            scheme: "PBKDF2",
+            iterations: u64::from(pbkdf2.iteration_count),
+        }),
+        Kdf::Scrypt(scrypt) => Some(Derivation::Scrypt {
+            n: scrypt.cost_parameter,
+            r: u64::from(scrypt.block_size),
+            p: u64::from(scrypt.parallelization),
+        }),
+        _ => None,
+    }
 }
 
 /// OpenSSL's `EVP_BytesToKey` with MD5 and one iteration, then CBC decryption.

@@ -29,6 +29,7 @@
 mod asn1;
 mod cert;
 mod chain;
+mod costs;
 mod error;
 mod export;
 mod format;
@@ -46,6 +47,7 @@ mod store;
 mod trust;
 
 pub use cert::CertificateInfo;
+pub use costs::Limits;
 pub use error::Error;
 pub use export::{identity_to_pem, identity_to_pkcs12, trust_to_pem, trust_to_pkcs12};
 pub use format::{Format, detect};

@@ -7,9 +7,10 @@ use crate::format::{Detected, sniff};
 use crate::identity::Identity;
 use crate::key::SealedKey;
 use crate::trust::TrustAnchors;
-use crate::{Error, Format, Password, jks, pem, pkcs12};
+use crate::{Error, Format, Limits, Password, jks, pem, pkcs12};
 
-/// How to open a keystore: its passwords.
+/// How to open a keystore: its passwords, and the caps on the key-derivation work it may ask
+/// for.
 ///
 /// The key password defaults to the store password, as in keytool and OpenSSL.
 #[derive(Debug, Clone, Default)]
@@ -19,14 +20,16 @@ pub struct Options {
     pub store_password: Option<Password>,
     /// Password of the private key, when it differs from the store password.
     pub key_password: Option<Password>,
+    /// Caps on the key-derivation work (iterations, scrypt memory) opening may ask for.
+    pub limits: Limits,
 }
 
 impl Options {
-    /// Options with one password for store and key.
+    /// Options with one password for store and key, and the default [`Limits`].
     pub fn with_password(password: impl Into<Password>) -> Self {
         Self {
             store_password: Some(password.into()),
-            key_password: None,
+            ..Self::default()
         }
     }
 
@@ -41,6 +44,7 @@ pub struct Keystore {
     format: Format,
     entries: Vec<Entry>,
     key_password: Option<Password>,
+    limits: Limits,
 }
 
 /// One entry of a keystore.
@@ -72,7 +76,7 @@ impl Keystore {
                 jks::parse(bytes, options.store_password.as_ref())?
             }
             Detected::Known(Format::Pkcs12) => {
-                pkcs12::parse(bytes, options.store_password.as_ref())?
+                pkcs12::parse(bytes, options.store_password.as_ref(), &options.limits)?
             }
             Detected::Known(Format::Pem) => pem::parse(bytes)?,
             Detected::Known(Format::Der) => pem::parse_der(bytes)?,
@@ -80,6 +84,7 @@ impl Keystore {
             Detected::Unknown(detected) => return Err(Error::UnrecognizedFormat { detected }),
         };
         store.key_password = options.key_password().cloned();
+        store.limits = options.limits;
         Ok(store)
     }
 
@@ -87,6 +92,7 @@ impl Keystore {
     pub fn open_pair(certificates: &[u8], key: &[u8], options: &Options) -> Result<Self, Error> {
         let mut store = pem::parse_pair(certificates, key)?;
         store.key_password = options.key_password().cloned();
+        store.limits = options.limits;
         Ok(store)
     }
 
@@ -95,6 +101,7 @@ impl Keystore {
             format,
             entries,
             key_password: None,
+            limits: Limits::default(),
         }
     }
 
@@ -127,7 +134,7 @@ impl Keystore {
     pub fn identity_of(&self, entry: &Entry) -> Result<Identity, Error> {
         let name = entry.alias.as_deref().unwrap_or("private key");
         let sealed = entry.key.as_ref().ok_or(Error::NoPrivateKey)?;
-        let key = sealed.unseal(self.key_password.as_ref(), name)?;
+        let key = sealed.unseal(self.key_password.as_ref(), name, &self.limits)?;
         if entry.chain.is_empty() {
             return Err(Error::NoCertificate {
                 alias: entry.alias.clone(),

@@ -26,9 +26,15 @@ impl TrustAnchors {
     pub fn parse(bytes: &[u8], password: Option<&Password>) -> Result<Self, Error> {
         let options = Options {
             store_password: password.cloned(),
-            key_password: None,
+            ..Options::default()
         };
-        let store = Keystore::open(bytes, &options)?;
+        Self::open(bytes, &options)
+    }
+
+    /// [`TrustAnchors::parse`] with [`Options`]: the store password and the caps on the
+    /// key-derivation work the store may ask for (the key password is not used).
+    pub fn open(bytes: &[u8], options: &Options) -> Result<Self, Error> {
+        let store = Keystore::open(bytes, options)?;
         match store.format() {
             crate::Format::Pem | crate::Format::Der => {
                 let certificates: Vec<_> = store

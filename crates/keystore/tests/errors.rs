@@ -30,6 +30,7 @@ fn both(store: &str, key: &str) -> Options {
     Options {
         store_password: Some(Password::new(store)),
         key_password: Some(Password::new(key)),
+        ..Options::default()
     }
 }
 

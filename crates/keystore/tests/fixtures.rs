@@ -27,6 +27,7 @@ fn options(entry: &Value) -> Options {
     Options {
         store_password: text(entry, "store_password").map(Password::new),
         key_password: text(entry, "key_password").map(Password::new),
+        ..Options::default()
     }
 }
 

@@ -301,6 +301,7 @@ fn load_identity(cert: &CertRef) -> Result<([u8; 32], LoadedIdentity), String> {
     let options = Options {
         store_password: cert.password.clone(),
         key_password: cert.key_password.clone(),
+        ..Options::default()
     };
     let identity = Keystore::open(&bytes, &options)
         .and_then(|store| store.identity(cert.alias.as_deref()))

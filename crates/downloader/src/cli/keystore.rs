@@ -81,6 +81,7 @@ fn open(args: &StoreArgs) -> Result<Keystore, Failure> {
             args.key_password_env.as_ref(),
             None,
         )?,
+        ..Options::default()
     };
     let bytes = read(&args.file)?;
     let store = match &args.key {

@@ -12,10 +12,20 @@ use zeroize::Zeroizing;
 use crate::identity::KeyMatcher;
 use crate::key::{PlainKey, SealedKey, Syntax};
 use crate::store::{Entry, EntryKind, Keystore};
-use crate::{Error, Format, Password, chain};
+use crate::{Error, Format, Limits, Password, chain};
+
+mod costs;
 
 /// Parses and decrypts a PKCS#12 file. No password means the empty password.
-pub(crate) fn parse(bytes: &[u8], password: Option<&Password>) -> Result<Keystore, Error> {
+///
+/// The key derivations the file asks for are added up and checked against `limits` first
+/// ([`costs::check`]): `p12-keystore` caps each derivation on its own, not their number.
+pub(crate) fn parse(
+    bytes: &[u8],
+    password: Option<&Password>,
+    limits: &Limits,
+) -> Result<Keystore, Error> {
+    costs::check(bytes, password.map(Password::expose).unwrap_or(""), limits)?;
     let archive = open(bytes, password)?;
     let certificates: Vec<CertificateDer<'static>> = archive
         .certs
