@@ -193,7 +193,7 @@ async fn connect(shared: &Shared, rabbit: &Rabbit) -> Result<Connection, Failure
             Loaded::Good(loaded, _) => {
                 tls.cert_chain = Some(String::from_utf8_lossy(&loaded.pem).into_owned());
             }
-            Loaded::Bad(problem) => return Err(Failure::Trust(problem)),
+            Loaded::Bad(problem) => return Err(Failure::Trust(problem.to_string())),
         }
     }
     let runtime = lapin::runtime::default_runtime().map_err(Failure::broker)?;

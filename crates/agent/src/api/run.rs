@@ -4,15 +4,15 @@
 use std::time::Instant;
 
 use engine::{
-    ErrorInfo, HostPattern, IdentitySource, JobBuilder, Metrics, Outcome, RequestInfo, Source,
-    TrustMode, TrustSource,
+    ErrorInfo, HostPattern, IdentitySource, JobBuilder, Material, Metrics, Outcome, RequestInfo,
+    Source, TrustMode, TrustSource,
 };
 use keystore::TrustAnchors;
 use serde_json::Value;
 
 use super::Shared;
 use super::job::{ApiJob, CertChoice, JobTrust, Plan, Rejection, raw_id, raw_request};
-use crate::certs::Loaded;
+use crate::certs::{Loaded, Problem, Refused};
 use crate::config::{CertRef, Config};
 
 /// What the agent adds to a result besides the engine's outcome.
@@ -185,7 +185,7 @@ async fn choose_identity(
     extra: &mut Extra,
 ) -> Result<Option<IdentitySource>, Rejection> {
     let config = &shared.config;
-    let (cert, label) = match choice {
+    let (cert, label, opened) = match choice {
         CertChoice::Nothing => return Ok(None),
         CertChoice::Job(job) => {
             extra.source = Some("job".into());
@@ -198,24 +198,23 @@ async fn choose_identity(
                 }));
             }
             let requested = job.path.unwrap_or_default();
-            let path = shared
+            let opened = shared
                 .certs
-                .confine(&requested)
-                .map_err(|refused| Rejection {
-                    kind: "keystore.path_not_allowed",
-                    message: refused.message,
-                    hint: format!(
+                .confine(&requested, "keystore")
+                .map_err(|refused| {
+                    let hint = format!(
                         "put the keystore in a certificate directory ({}) and name it there",
                         dirs(shared)
-                    ),
+                    );
+                    rejection(refused, hint)
                 })?;
             let cert = CertRef {
-                path,
+                path: opened.shown().to_owned(),
                 password: job.password,
                 key_password: job.key_password,
                 alias: job.alias,
             };
-            (cert, None)
+            (cert, None, Some(opened))
         }
         CertChoice::Inherit => {
             let rules = config
@@ -226,10 +225,12 @@ async fn choose_identity(
                 HostPattern::most_specific(rules, host, port),
                 &config.default_cert,
             ) {
-                (Some((pattern, rule)), _) => {
-                    (rule.cert.clone(), Some(format!("host-rule:{pattern}")))
-                }
-                (None, Some(default)) => (default.clone(), Some("default".to_owned())),
+                (Some((pattern, rule)), _) => (
+                    rule.cert.clone(),
+                    Some(format!("host-rule:{pattern}")),
+                    None,
+                ),
+                (None, Some(default)) => (default.clone(), Some("default".to_owned()), None),
                 (None, None) => return Ok(None),
             }
         }
@@ -237,13 +238,18 @@ async fn choose_identity(
     if let Some(label) = &label {
         extra.source = Some(label.clone());
     }
-    let source = match shared.certs.identity(&cert, label.as_deref()).await {
+    let loaded = match opened {
+        // A job-named keystore: the bytes read through the descriptor opened beneath the
+        // certificate directory, never the path again.
+        Some(file) => shared.certs.job_identity(file, &cert).await,
+        None => shared.certs.identity(&cert, label.as_deref()).await,
+    };
+    let source = match loaded {
         Loaded::Good(loaded, warning) => {
             extra.warnings.extend(warning);
             Source::Bytes(loaded.bytes.clone())
         }
-        // Let the engine read it and report exactly what is wrong.
-        Loaded::Bad(_) => Source::Path(cert.path.clone()),
+        Loaded::Bad(problem) => return Err(unusable(Material::Identity, &problem)),
     };
     Ok(Some(IdentitySource::Keystore {
         source,
@@ -251,6 +257,29 @@ async fn choose_identity(
         key_password: cert.key_password,
         alias: cert.alias,
     }))
+}
+
+/// A job-named path that is not used; `hint` says where such files belong.
+fn rejection(refused: Refused, hint: String) -> Rejection {
+    let hint = match refused.kind {
+        "keystore.path_not_allowed" => hint,
+        _ => "check the file's permissions".into(),
+    };
+    Rejection {
+        kind: refused.kind,
+        message: refused.message,
+        hint,
+    }
+}
+
+/// A keystore or trust store the agent read that does not load: the job's error, with the
+/// keystore error's own kind (`keystore.wrong_store_password`...).
+fn unusable(material: Material, problem: &Problem) -> Rejection {
+    Rejection {
+        kind: problem.kind(),
+        message: format!("{material}: {problem}"),
+        hint: problem.hint(),
+    }
 }
 
 /// The downloader-wide trust store plus the job's own, merged into one in-memory bundle.
@@ -299,27 +328,27 @@ async fn choose_trust(
             },
         )?),
         (None, Some(requested)) => {
-            let path = shared
+            let opened = shared
                 .certs
-                .confine(&requested)
-                .map_err(|refused| Rejection {
-                    kind: "keystore.path_not_allowed",
-                    message: refused.message.replace("keystore path", "trust store path"),
-                    hint: format!(
+                .confine(&requested, "trust store")
+                .map_err(|refused| {
+                    let hint = format!(
                         "put the trust store in a certificate directory ({})",
                         dirs(shared)
-                    ),
+                    );
+                    rejection(refused, hint)
                 })?;
-            match shared.certs.trust(&path, job.password.as_ref(), None).await {
+            let path = opened.shown().to_owned();
+            match shared.certs.job_trust(opened, job.password.as_ref()).await {
                 Loaded::Good(loaded, warning) => {
                     extra.warnings.extend(warning);
                     Some(loaded.anchors.clone())
                 }
                 Loaded::Bad(problem) => {
                     return Err(Rejection {
-                        kind: "keystore.unreadable",
+                        kind: problem.kind(),
                         message: format!("config.trust: {}: {problem}", path.display()),
-                        hint: "check the trust store file and its password".into(),
+                        hint: problem.hint(),
                     });
                 }
             }
