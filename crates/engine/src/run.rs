@@ -17,7 +17,7 @@ use crate::dial::{self, Dialed, TlsParts};
 use crate::error::{Error, HandshakeFacts, JobError};
 use crate::exchange::{self, Body, ReadBody};
 use crate::job::Job;
-use crate::material::{LoadedIdentity, Materials};
+use crate::material::{Deadline, LoadedIdentity, Materials};
 use crate::outcome::{Outcome, RequestInfo};
 use crate::pool::{Pool, PoolKey, Pooled};
 use crate::proxy::Proxy;
@@ -85,9 +85,15 @@ impl Engine {
 
     /// An engine with the given crypto provider.
     pub fn with_provider(provider: Arc<CryptoProvider>) -> Self {
+        Self::with_keystore_limits(provider, keystore::Limits::default())
+    }
+
+    /// An engine with the given crypto provider whose keystore and trust-store parses refuse
+    /// key-derivation parameters over `limits` (`keystore.too_costly`).
+    pub fn with_keystore_limits(provider: Arc<CryptoProvider>, limits: keystore::Limits) -> Self {
         Self {
             inner: Arc::new(Inner {
-                materials: Materials::new(provider.clone()),
+                materials: Materials::new(provider.clone(), limits),
                 provider,
                 pool: Pool::default(),
             }),
@@ -218,20 +224,24 @@ impl Inner {
     /// One request: over a kept-alive connection when the job allows and one fits, else (or
     /// when that one turns out dead, for idempotent methods) over a fresh one.
     async fn attempt(&self, job: &Job, progress: &mut Progress) -> Result<(), Error> {
+        let deadline = progress.timeline.job_start + job.timeout;
+        let until = Deadline {
+            at: deadline,
+            after: job.timeout,
+        };
         if let Some(source) = &job.identity {
-            progress.identity = Some(self.materials.identity(source).await?);
+            progress.identity = Some(self.materials.identity(source, until).await?);
         }
         let (verifier, trust) = if job.is_tls() {
             let store = job.trust_store.as_ref();
             let (verifier, trust) = self
                 .materials
-                .verifier(job.trust, store, job.insecure)
+                .verifier(job.trust, store, job.insecure, until)
                 .await?;
             (Some(verifier), trust)
         } else {
             (None, [0; 32])
         };
-        let deadline = progress.timeline.job_start + job.timeout;
         let (host, port) = job.host_port();
         let proxy = job
             .http_options
@@ -251,15 +261,11 @@ impl Inner {
             None
         };
         if let Some(pooled) = key.as_ref().and_then(|key| self.pool.take(key)) {
-            if let Some(policy) = &job.egress {
-                crate::egress::admit(policy, (&host, port), proxy.as_ref(), &[pooled.peer])?;
-            }
             progress.reuse(&pooled);
             let dialed = Dialed {
                 connection: pooled.connection,
                 http2: pooled.http2,
                 marks: pooled.marks,
-                peer: pooled.peer,
             };
             let result = self
                 .exchange(job, dialed, proxy.as_ref(), key.clone(), deadline, progress)
@@ -308,7 +314,6 @@ impl Inner {
             mut connection,
             http2,
             marks,
-            peer,
         } = dialed;
         let plain_proxy = proxy.filter(|_| !job.is_tls());
         let request = exchange::request(job, http2, plain_proxy)
@@ -398,7 +403,6 @@ impl Inner {
                     marks,
                     idle_since: Instant::now(),
                     idle_limit: job.http_options.idle_limit,
-                    peer,
                 },
             );
         }

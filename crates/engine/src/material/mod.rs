@@ -3,33 +3,41 @@
 //! A cache entry is keyed by what it was made from: for a file its path, device, inode,
 //! modification time and size; for in-memory bytes their SHA-256; plus the passwords and alias.
 //! A file replaced on disk has a new key, so the next job reads it again; the stale entry for
-//! the same path is dropped then. Parsing runs on the blocking pool.
+//! the same path is dropped then. The caches hold a bounded number of bytes ([`cache`]): a job's
+//! inline keystore is not kept alive by them beyond a small budget.
+//!
+//! Parsing runs on the blocking pool, a few parses at a time (as many as there are cores), and
+//! counts against the job's deadline: a job whose deadline passes while its keystore is parsed
+//! (or waits for a parsing slot) ends with the engine's timeout error. The parse itself is
+//! bounded by the engine's [`keystore::Limits`] on key-derivation work, and holds its slot to
+//! its end, so that abandoned parses cannot pile up in memory.
 //!
 //! A file's metadata is looked up again when the last look is more than [`RECHECK`] old: a
 //! replacement is seen by the jobs that start a millisecond after it, while a stream of
 //! kept-alive jobs (thousands a second) does not pay a `stat` (a path walk in the kernel, a
 //! few microseconds for two files) each.
 
-use foldhash::HashMap;
+mod cache;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use keystore::{CertificateInfo, Identity, Keystore, Options, TrustAnchors};
+use foldhash::HashMap;
+use keystore::{CertificateInfo, Identity, Keystore, Limits, Options, TrustAnchors};
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
+use self::cache::{CACHE_LIMIT, Cache, Digests, Key, Secrets, SourceKey, Sources, lock};
 use crate::error::{Error, Material};
 use crate::job::{IdentitySource, Source, TrustMode, TrustSource};
 use crate::tls::danger::NoVerification;
-
-/// More entries than this and the cache starts over (jobs rarely use more than a few).
-const CACHE_LIMIT: usize = 256;
 
 /// How long a file's metadata is taken as current.
 pub(crate) const RECHECK: Duration = Duration::from_millis(1);
@@ -44,160 +52,45 @@ pub(crate) struct LoadedIdentity {
     pub(crate) fingerprint: [u8; 32],
 }
 
-/// Verifiers by trust mode and custom store.
-type Verifiers = HashMap<(TrustMode, Option<Key>), Verifier>;
-
 /// A verifier and the fingerprint of what it trusts (part of a pooled connection's key).
 pub(crate) type Verifier = (Arc<dyn ServerCertVerifier>, [u8; 32]);
+
+/// When the job must be done, and the job's timeout that set it (named by the error).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
+    pub(crate) after: Duration,
+}
 
 /// The caches of one engine.
 #[derive(Debug)]
 pub(crate) struct Materials {
     provider: Arc<CryptoProvider>,
-    identities: Mutex<HashMap<Key, Arc<LoadedIdentity>>>,
-    verifiers: Mutex<Verifiers>,
+    limits: Limits,
+    identities: Cache<Key, Arc<LoadedIdentity>>,
+    verifiers: Cache<(TrustMode, Option<Key>), Verifier>,
     system_roots: OnceLock<Arc<RootCertStore>>,
     insecure: OnceLock<Verifier>,
     digests: Digests,
     /// Each file's key and when its metadata was last looked up.
     looked: Mutex<HashMap<PathBuf, (Instant, SourceKey)>>,
-}
-
-/// SHA-256 of in-memory keystores by buffer, so that jobs handing over the same `Bytes` (clones
-/// of one buffer, as the agent's certificate cache gives) hash it once. Each entry holds its
-/// buffer, so the address cannot be freed and reused for other bytes while the entry exists.
-#[derive(Debug, Default)]
-struct Digests(Mutex<HashMap<BufferAt, (Bytes, [u8; 32])>>);
-
-/// A buffer's address and length.
-type BufferAt = (usize, usize);
-
-impl Digests {
-    fn of(&self, bytes: &Bytes) -> [u8; 32] {
-        let at = (bytes.as_ptr() as usize, bytes.len());
-        if let Some((_, digest)) = lock(&self.0).get(&at) {
-            return *digest;
-        }
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let mut known = lock(&self.0);
-        if known.len() >= CACHE_LIMIT {
-            known.clear();
-        }
-        known.insert(at, (bytes.clone(), digest));
-        digest
-    }
-}
-
-/// What a cached value was made from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    sources: Sources,
-    secrets: Secrets,
-}
-
-/// The one or two files (or buffers) a value was made from: kept inline, as a lookup builds
-/// one for every job.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Sources {
-    One(SourceKey),
-    Two([SourceKey; 2]),
-}
-
-impl Sources {
-    fn as_slice(&self) -> &[SourceKey] {
-        match self {
-            Self::One(source) => std::slice::from_ref(source),
-            Self::Two(sources) => sources,
-        }
-    }
-}
-
-/// The passwords and alias a value was opened with, compared as they are: a digest of them
-/// per lookup (SHA-256) cost more than the rest of a kept-alive job's bookkeeping. They stay
-/// in memory only as long as the cache entry (wiped on drop, redacted in `Debug`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Secrets {
-    passwords: [Option<keystore::Password>; 2],
-    alias: Option<String>,
-}
-
-impl Secrets {
-    fn new(first: Option<&keystore::Password>, second: Option<&keystore::Password>) -> Self {
-        Self {
-            passwords: [first.cloned(), second.cloned()],
-            alias: None,
-        }
-    }
-
-    fn digest(&self) -> [u8; 32] {
-        let [first, second] = &self.passwords;
-        keystore::secrets_digest(&[first.as_ref(), second.as_ref()], self.alias.as_deref())
-    }
-}
-
-/// Where a cached value's bytes came from. Paths are hashed and compared as bytes (`Path`'s
-/// own `Hash` walks its components, which costs more than the rest of the lookup).
-#[derive(Debug, Clone)]
-enum SourceKey {
-    File {
-        /// Shared: the key is copied for every lookup.
-        path: Arc<Path>,
-        device: u64,
-        inode: u64,
-        modified_ns: i128,
-        size: u64,
-    },
-    Memory([u8; 32]),
-}
-
-/// A source key as plain values: path bytes, (device, inode, size), mtime, memory digest.
-type SourceParts<'a> = (Option<&'a [u8]>, [u64; 3], i128, Option<&'a [u8; 32]>);
-
-impl SourceKey {
-    fn parts(&self) -> SourceParts<'_> {
-        use std::os::unix::ffi::OsStrExt;
-        match self {
-            Self::File {
-                path,
-                device,
-                inode,
-                modified_ns,
-                size,
-            } => (
-                Some(path.as_os_str().as_bytes()),
-                [*device, *inode, *size],
-                *modified_ns,
-                None,
-            ),
-            Self::Memory(digest) => (None, [0; 3], 0, Some(digest)),
-        }
-    }
-}
-
-impl PartialEq for SourceKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for SourceKey {}
-
-impl std::hash::Hash for SourceKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
-    }
+    /// Slots for parsing on the blocking pool: bounds the memory and cores parses take.
+    parsers: Arc<Semaphore>,
 }
 
 impl Materials {
-    pub(crate) fn new(provider: Arc<CryptoProvider>) -> Self {
+    pub(crate) fn new(provider: Arc<CryptoProvider>, limits: Limits) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             provider,
-            identities: Mutex::new(HashMap::default()),
-            verifiers: Mutex::new(HashMap::default()),
+            limits,
+            identities: Cache::new(),
+            verifiers: Cache::new(),
             system_roots: OnceLock::new(),
             insecure: OnceLock::new(),
             digests: Digests::default(),
             looked: Mutex::new(HashMap::default()),
+            parsers: Arc::new(Semaphore::new(cores.max(2))),
         }
     }
 
@@ -205,20 +98,23 @@ impl Materials {
     pub(crate) async fn identity(
         &self,
         source: &IdentitySource,
+        until: Deadline,
     ) -> Result<Arc<LoadedIdentity>, Error> {
         let key = self.identity_key(source)?;
-        if let Some(found) = lock(&self.identities).get(&key) {
-            return Ok(found.clone());
+        if let Some(found) = self.identities.get(&key) {
+            return Ok(found);
         }
         let owned = source.clone();
-        let mut loaded = tokio::task::spawn_blocking(move || parse_identity(&owned))
-            .await
-            .map_err(|error| Error::Internal {
-                detail: format!("identity loading task failed: {error}"),
-            })??;
+        let limits = self.limits;
+        let mut loaded = self
+            .off_thread(until, "identity loading", move || {
+                parse_identity(&owned, limits)
+            })
+            .await?;
         loaded.fingerprint = key_fingerprint(Some(&key), "identity");
+        let weight = chain_weight(loaded.identity.chain());
         let loaded = Arc::new(loaded);
-        insert(&self.identities, key, loaded.clone());
+        self.identities.insert(key, loaded.clone(), weight);
         Ok(loaded)
     }
 
@@ -228,6 +124,7 @@ impl Materials {
         mode: TrustMode,
         store: Option<&TrustSource>,
         insecure: bool,
+        until: Deadline,
     ) -> Result<Verifier, Error> {
         if insecure {
             let provider = self.provider.clone();
@@ -253,29 +150,26 @@ impl Materials {
             None => None,
         };
         let cache_key = (mode, key);
-        if let Some(found) = lock(&self.verifiers).get(&cache_key) {
-            return Ok(found.clone());
+        if let Some(found) = self.verifiers.get(&cache_key) {
+            return Ok(found);
         }
         let custom = match store {
             Some(store) => {
                 let owned = store.clone();
-                Some(
-                    tokio::task::spawn_blocking(move || parse_trust(&owned))
-                        .await
-                        .map_err(|error| Error::Internal {
-                            detail: format!("trust loading task failed: {error}"),
-                        })??,
-                )
+                let limits = self.limits;
+                let work = move || parse_trust(&owned, limits);
+                Some(self.off_thread(until, "trust loading", work).await?)
             }
             None => None,
         };
         let mut roots = match mode {
             TrustMode::Custom => RootCertStore::empty(),
-            TrustMode::System | TrustMode::Both => (*self.system_roots().await?).clone(),
+            TrustMode::System | TrustMode::Both => (*self.system_roots(until).await?).clone(),
         };
         if let Some(custom) = custom {
             roots.roots.extend(custom.roots);
         }
+        let weight = anchors_weight(&roots);
         let verifier =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                 .build()
@@ -288,23 +182,73 @@ impl Materials {
             verifier,
             key_fingerprint(cache_key.1.as_ref(), &format!("{mode:?}")),
         );
-        insert(&self.verifiers, cache_key, entry.clone());
+        self.verifiers.insert(cache_key, entry.clone(), weight);
         Ok(entry)
+    }
+
+    /// Runs `work` on the blocking pool in a parsing slot, until the job's deadline: past it
+    /// the job ends with the engine's timeout error, while the work (bounded by the keystore
+    /// limits) runs to its end in its slot and its result is dropped.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        until: Deadline,
+        what: &'static str,
+        work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let expired = || Error::Timeout {
+            phase: "keystore loading",
+            after: until.after,
+        };
+        let deadline = tokio::time::Instant::from_std(until.at);
+        let slot = tokio::time::timeout_at(deadline, self.parsers.clone().acquire_owned())
+            .await
+            .map_err(|_| expired())?
+            .map_err(|_| Error::Internal {
+                detail: "the parsing slots were closed".into(),
+            })?;
+        let task = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => Err(Error::Internal {
+                detail: format!("{what} task failed: {error}"),
+            }),
+            Err(_) => Err(expired()),
+        }
     }
 
     /// The operating system's roots, loaded once; Mozilla's (webpki-roots) when the system
     /// has none, so that `system` trust always means something.
-    async fn system_roots(&self) -> Result<Arc<RootCertStore>, Error> {
+    async fn system_roots(&self, until: Deadline) -> Result<Arc<RootCertStore>, Error> {
         if let Some(roots) = self.system_roots.get() {
             return Ok(roots.clone());
         }
-        let loaded = tokio::task::spawn_blocking(load_system_roots)
-            .await
-            .map_err(|error| Error::Internal {
-                detail: format!("system roots task failed: {error}"),
-            })?;
+        let loaded = self
+            .off_thread(until, "system roots", || Ok(load_system_roots()))
+            .await?;
         Ok(self.system_roots.get_or_init(|| Arc::new(loaded)).clone())
     }
+}
+
+/// About the memory a parsed identity holds: its chain (twice: as DER and in the signing
+/// identity) and the key.
+fn chain_weight(chain: &[rustls_pki_types::CertificateDer<'_>]) -> usize {
+    4096 + 2 * chain.iter().map(|cert| cert.len()).sum::<usize>()
+}
+
+/// About the memory a verifier's anchors hold.
+fn anchors_weight(roots: &RootCertStore) -> usize {
+    1024 + roots
+        .roots
+        .iter()
+        .map(|anchor| {
+            anchor.subject.len()
+                + anchor.subject_public_key_info.len()
+                + anchor.name_constraints.as_ref().map_or(0, |nc| nc.len())
+        })
+        .sum::<usize>()
 }
 
 fn load_system_roots() -> RootCertStore {
@@ -317,7 +261,7 @@ fn load_system_roots() -> RootCertStore {
     roots
 }
 
-fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
+fn parse_identity(source: &IdentitySource, limits: Limits) -> Result<LoadedIdentity, Error> {
     let fail = |source| Error::Keystore {
         material: Material::Identity,
         source,
@@ -333,7 +277,7 @@ fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
             let options = Options {
                 store_password: password.clone(),
                 key_password: key_password.clone(),
-                ..Options::default()
+                limits,
             };
             Keystore::open(&bytes, &options)
                 .and_then(|store| store.identity(alias.as_deref()))
@@ -349,7 +293,7 @@ fn parse_identity(source: &IdentitySource) -> Result<LoadedIdentity, Error> {
             let options = Options {
                 store_password: None,
                 key_password: key_password.clone(),
-                ..Options::default()
+                limits,
             };
             Keystore::open_pair(&cert_bytes, &key_bytes, &options)
                 .and_then(|store| store.identity(None))
@@ -381,13 +325,17 @@ fn key_fingerprint(key: Option<&Key>, label: &str) -> [u8; 32] {
     sha.finalize().into()
 }
 
-fn parse_trust(store: &TrustSource) -> Result<RootCertStore, Error> {
+fn parse_trust(store: &TrustSource, limits: Limits) -> Result<RootCertStore, Error> {
     let bytes = read(&store.source, Material::Trust)?;
-    let anchors =
-        TrustAnchors::parse(&bytes, store.password.as_ref()).map_err(|source| Error::Keystore {
-            material: Material::Trust,
-            source,
-        })?;
+    let options = Options {
+        store_password: store.password.clone(),
+        limits,
+        ..Options::default()
+    };
+    let anchors = TrustAnchors::open(&bytes, &options).map_err(|source| Error::Keystore {
+        material: Material::Trust,
+        source,
+    })?;
     let (roots, _ignored) = anchors.root_store();
     if roots.is_empty() {
         return Err(Error::Keystore {
@@ -472,62 +420,5 @@ impl Materials {
                 Ok(key)
             }
         }
-    }
-}
-
-fn lock<K, V>(map: &Mutex<HashMap<K, V>>) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
-    // A poisoned lock only means another job panicked while inserting: the map is still a map.
-    map.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn insert<K: KeyedBySources + Eq + std::hash::Hash, V>(
-    map: &Mutex<HashMap<K, V>>,
-    key: K,
-    value: V,
-) {
-    let mut map = lock(map);
-    evict_same_files(&mut map, key.sources());
-    if map.len() >= CACHE_LIMIT {
-        map.clear();
-    }
-    map.insert(key, value);
-}
-
-fn evict_same_files<K: KeyedBySources, V>(map: &mut HashMap<K, V>, sources: &[SourceKey]) {
-    let paths: Vec<&Arc<Path>> = sources
-        .iter()
-        .filter_map(|source| match source {
-            SourceKey::File { path, .. } => Some(path),
-            SourceKey::Memory(_) => None,
-        })
-        .collect();
-    if paths.is_empty() {
-        return;
-    }
-    map.retain(|key, _| {
-        !key.sources().iter().any(|source| match source {
-            SourceKey::File { path, .. } => paths.contains(&path),
-            SourceKey::Memory(_) => false,
-        })
-    });
-}
-
-trait KeyedBySources {
-    fn sources(&self) -> &[SourceKey];
-}
-
-impl KeyedBySources for Key {
-    fn sources(&self) -> &[SourceKey] {
-        self.sources.as_slice()
-    }
-}
-
-impl KeyedBySources for (TrustMode, Option<Key>) {
-    fn sources(&self) -> &[SourceKey] {
-        self.1
-            .as_ref()
-            .map(|key| key.sources.as_slice())
-            .unwrap_or_default()
     }
 }
