@@ -1,10 +1,14 @@
 //! Active mode against a real RabbitMQ (one broker for this file, started in a temp directory):
 //! a job end to end with mutual TLS to nginx; malformed messages answered and dead-lettered,
 //! never redelivered; `/health` showing the broker state; the broker password kept out of
-//! `Debug`, `/health` and errors. Skipped loudly without rabbitmq-server unless `CI` is set.
+//! `Debug`, `/health` and errors; jobs cancelled on connection loss and poison messages ended by
+//! the redelivery cap (`amqp/redelivery.rs`). Skipped loudly without rabbitmq-server unless `CI`
+//! is set.
 
 #[path = "support/rabbit.rs"]
 mod rabbit;
+#[path = "amqp/redelivery.rs"]
+mod redelivery;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -34,6 +38,8 @@ fn rabbit(broker: &rabbit::Broker, queue: &str) -> Rabbit {
         queue: queue.into(),
         prefetch: 8,
         dead_letter_exchange: Some("downloader.dead".into()),
+        queue_type: agent::amqp::QueueType::Classic,
+        max_redeliveries: agent::amqp::DEFAULT_MAX_REDELIVERIES,
     }
 }
 
@@ -63,6 +69,8 @@ async fn active_mode_against_rabbitmq() {
     tls_to_the_broker_uses_the_trust_store(&broker).await;
     shutdown_finishes_and_answers_the_job_in_flight(&broker).await;
     wrong_password_is_retried_and_never_shown(&broker).await;
+    redelivery::connection_loss_cancels_the_jobs_in_flight(&broker).await;
+    redelivery::poison_messages_end_at_the_redelivery_cap(&broker).await;
 }
 
 async fn end_to_end_with_mutual_tls(broker: &rabbit::Broker) {

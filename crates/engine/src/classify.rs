@@ -613,6 +613,15 @@ mod tests {
                     status: "403 Forbidden".into(),
                 },
             ),
+            (
+                "egress.denied",
+                Error::EgressDenied {
+                    address: "127.0.0.1:8819".into(),
+                    rule: "the agent itself (listen 127.0.0.1:8819)".into(),
+                    explicit: false,
+                    allow: "127.0.0.1:8819".into(),
+                },
+            ),
             ("internal", Error::Internal { detail: "x".into() }),
         ];
         for (expected, error) in rows {

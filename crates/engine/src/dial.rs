@@ -1,6 +1,7 @@
 //! A fresh connection for a job: name resolution, TCP connect (to the proxy, when one is
 //! selected), the CONNECT tunnel, the TLS handshake and the start of HTTP.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use rustls_pki_types::ServerName;
 
 use crate::classify::{self, Phase, Seen};
 use crate::connect;
+use crate::egress;
 use crate::error::{Error, JobError};
 use crate::exchange::Connection;
 use crate::job::{HttpVersion, Job};
@@ -22,6 +24,9 @@ pub(crate) struct Dialed {
     pub(crate) connection: Connection,
     pub(crate) http2: bool,
     pub(crate) marks: Arc<IoMarks>,
+    /// The address the TCP connection went to (the proxy's, through a proxy): checked again
+    /// against the egress policy before the connection is reused.
+    pub(crate) peer: SocketAddr,
 }
 
 /// What the TLS part of dialing needs from the engine.
@@ -55,6 +60,9 @@ pub(crate) async fn dial(
         },
         None => error,
     };
+    if let Some(policy) = &job.egress {
+        egress::before_lookup(policy, (&host, port), proxy)?;
+    }
     let addresses = within(deadline, limit, job, Phase::Dns, &dial_target, async {
         connect::lookup(job, &dial_host, dial_port).await
     })
@@ -62,8 +70,12 @@ pub(crate) async fn dial(
     .map_err(to_proxy)?
     .map_err(|error| to_proxy(classify::dns(&dial_host, &error)))?;
     progress.timeline.dns_end = Some(Instant::now());
+    // Before `connect`: nothing is sent to a denied address.
+    if let Some(policy) = &job.egress {
+        egress::admit(policy, (&host, port), proxy, &addresses)?;
+    }
 
-    let mut tcp = within(deadline, limit, job, Phase::Connect, &dial_target, async {
+    let (mut tcp, peer) = within(deadline, limit, job, Phase::Connect, &dial_target, async {
         connect::connect(&addresses).await
     })
     .await
@@ -80,6 +92,7 @@ pub(crate) async fn dial(
             connection,
             http2,
             marks,
+            peer,
         });
     };
     if let Some(proxy) = proxy {
@@ -160,6 +173,7 @@ pub(crate) async fn dial(
         connection,
         http2,
         marks,
+        peer,
     })
 }
 

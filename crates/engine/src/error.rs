@@ -146,6 +146,17 @@ pub enum Error {
         /// The proxy's status line.
         status: String,
     },
+    /// The egress policy refused a connection (before anything was sent to it).
+    EgressDenied {
+        /// The address (with the name it was for, or the proxy it goes through).
+        address: String,
+        /// The rule that denied it: `deny ENTRY`, or a default's name.
+        rule: String,
+        /// Whether an explicit deny entry denied it (no allow entry overrides one).
+        explicit: bool,
+        /// The allow entry that would allow it (for a default deny).
+        allow: String,
+    },
     /// A keystore or trust store could not be used.
     Keystore {
         /// Which one.
@@ -254,6 +265,7 @@ impl Error {
             Self::ProxyUnreachable { .. } => "proxy.unreachable",
             Self::ProxyAuthRequired { .. } => "proxy.auth_required",
             Self::ProxyTunnelRefused { .. } => "proxy.tunnel_refused",
+            Self::EgressDenied { .. } => "egress.denied",
             Self::Keystore { source, .. } => source.kind(),
             Self::Unreadable { .. } => "keystore.unreadable",
             Self::Internal { .. } => "internal",
@@ -349,10 +361,32 @@ impl Error {
             Self::ProxyTunnelRefused { .. } => "the proxy does not allow a tunnel to this host \
                  and port: check its access rules, or exclude the host (NO_PROXY, NONE)"
                 .into(),
+            Self::EgressDenied {
+                rule,
+                explicit,
+                allow,
+                ..
+            } => egress_hint(rule, *explicit, allow),
             Self::Keystore { source, .. } => source.hint(),
             Self::Unreadable { .. } => "check the path and the file's permissions".into(),
             Self::Internal { .. } => "this is a bug in the downloader; please report it".into(),
         }
+    }
+}
+
+fn egress_hint(rule: &str, explicit: bool, allow: &str) -> String {
+    if explicit {
+        let entry = rule.strip_prefix("deny ").unwrap_or(rule);
+        format!(
+            "the entry '{entry}' of the egress deny list (DOWNLOADER_EGRESS_DENY, fetch \
+             --egress-deny) denies it: remove that entry to allow it (an allow entry never \
+             overrides a deny)"
+        )
+    } else {
+        format!(
+            "denied by default: add '{allow}' to DOWNLOADER_EGRESS_ALLOW (egress_allow in the \
+             configuration file, fetch --egress-allow) to allow it"
+        )
     }
 }
 
@@ -491,6 +525,9 @@ impl fmt::Display for Error {
             }
             Self::ProxyTunnelRefused { proxy, status } => {
                 write!(f, "the proxy {proxy} refused the tunnel: {status}")
+            }
+            Self::EgressDenied { address, rule, .. } => {
+                write!(f, "connection to {address} denied by egress rule '{rule}'")
             }
             Self::Keystore { material, source } => write!(f, "{material}: {source}"),
             Self::Unreadable {

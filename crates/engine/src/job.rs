@@ -50,6 +50,8 @@ pub struct Job {
     pub(crate) first_byte_timeout: Option<Duration>,
     pub(crate) body_limit: u64,
     pub(crate) http_options: HttpOptions,
+    /// Checked on every connection the job makes; `None`: any address.
+    pub(crate) egress: Option<std::sync::Arc<crate::egress::EgressPolicy>>,
 }
 
 /// Where keystore bytes come from.
@@ -153,6 +155,7 @@ pub struct JobBuilder {
     pub(crate) http_options: HttpOptions,
     pub(crate) request_header_limit: usize,
     pub(crate) form: Option<crate::form::EncodedBody>,
+    pub(crate) egress: Option<std::sync::Arc<crate::egress::EgressPolicy>>,
 }
 
 impl Job {
@@ -191,6 +194,7 @@ impl Job {
             },
             request_header_limit: DEFAULT_HEADER_LIMIT,
             form: None,
+            egress: None,
         }
     }
 
@@ -477,6 +481,7 @@ impl JobBuilder {
             first_byte_timeout: self.first_byte_timeout,
             body_limit: self.body_limit,
             http_options,
+            egress: self.egress,
         })
     }
 }
@@ -555,6 +560,7 @@ impl fmt::Debug for Job {
             .field("first_byte_timeout", &self.first_byte_timeout)
             .field("body_limit", &self.body_limit)
             .field("http_options", &self.http_options)
+            .field("egress", &self.egress)
             .finish()
     }
 }

@@ -40,6 +40,7 @@ mod classify;
 mod connect;
 mod decode;
 mod dial;
+mod egress;
 mod error;
 mod exchange;
 mod form;
@@ -57,6 +58,7 @@ mod spec;
 mod timing;
 pub mod tls;
 
+pub use egress::{Decision, EgressPolicy, EgressRule, EgressRuleError};
 pub use error::{Error, HandshakeFacts, JobError, Material};
 pub use exchange::{Body, Headers};
 pub use form::{EncodedBody, Part, multipart, urlencoded};

@@ -52,6 +52,9 @@ pub(crate) struct Pooled {
     pub(crate) idle_since: Instant,
     /// How long it may stay idle (the job's `keep_alive_idle`).
     pub(crate) idle_limit: Duration,
+    /// The address it is connected to, checked against the egress policy of the job that
+    /// reuses it (the key does not hold the policy).
+    pub(crate) peer: std::net::SocketAddr,
 }
 
 /// The idle connections of one engine.

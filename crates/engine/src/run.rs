@@ -261,11 +261,15 @@ impl Inner {
             None
         };
         if let Some(pooled) = key.as_ref().and_then(|key| self.pool.take(key)) {
+            if let Some(policy) = &job.egress {
+                crate::egress::admit(policy, (&host, port), proxy.as_ref(), &[pooled.peer])?;
+            }
             progress.reuse(&pooled);
             let dialed = Dialed {
                 connection: pooled.connection,
                 http2: pooled.http2,
                 marks: pooled.marks,
+                peer: pooled.peer,
             };
             let result = self
                 .exchange(job, dialed, proxy.as_ref(), key.clone(), deadline, progress)
@@ -314,6 +318,7 @@ impl Inner {
             mut connection,
             http2,
             marks,
+            peer,
         } = dialed;
         let plain_proxy = proxy.filter(|_| !job.is_tls());
         let request = exchange::request(job, http2, plain_proxy)
@@ -403,6 +408,7 @@ impl Inner {
                     marks,
                     idle_since: Instant::now(),
                     idle_limit: job.http_options.idle_limit,
+                    peer,
                 },
             );
         }

@@ -8,6 +8,8 @@
 //! [`submit`] is the other side: it sends jobs and waits for their results on an exclusive
 //! reply queue (`downloader submit --amqp`).
 
+mod delivery;
+pub(crate) mod message;
 mod settings;
 pub(crate) mod status;
 pub mod submit;
@@ -15,7 +17,7 @@ mod worker;
 
 use std::fmt;
 
-pub use settings::{DEFAULT_QUEUE, Rabbit};
+pub use settings::{DEFAULT_MAX_REDELIVERIES, DEFAULT_QUEUE, QueueType, Rabbit};
 pub(crate) use status::Status;
 pub(crate) use worker::run;
 

@@ -1,5 +1,6 @@
 //! Active-mode settings: the reference system's `use_rabbit` and `rabbit*` names, plus
-//! `DOWNLOADER_RABBIT_*` for what it never had (queue, vhost, prefetch, dead-letter exchange).
+//! `DOWNLOADER_RABBIT_*` for what it never had (queue, vhost, prefetch, dead-letter exchange,
+//! queue type, redelivery cap).
 
 use std::fmt;
 
@@ -9,6 +10,11 @@ use crate::error::Error;
 
 /// The default job queue.
 pub const DEFAULT_QUEUE: &str = "downloader.jobs";
+/// The default redelivery cap: a job message runs at most 1 + 3 times.
+pub const DEFAULT_MAX_REDELIVERIES: u32 = 3;
+
+/// The largest accepted `DOWNLOADER_RABBIT_MAX_REDELIVERIES`.
+const MAX_REDELIVERIES_LIMIT: u32 = 1_000_000;
 
 /// A setting's text and the name the user wrote it under (for error messages).
 pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Result<Option<(String, String)>, Error>;
@@ -37,6 +43,24 @@ pub struct Rabbit {
     /// `DOWNLOADER_RABBIT_DEAD_LETTER_EXCHANGE`: where malformed messages go, declared on the
     /// queue as `x-dead-letter-exchange` (default: none, they are dropped after their answer).
     pub dead_letter_exchange: Option<String>,
+    /// `DOWNLOADER_RABBIT_QUEUE_TYPE`: how the job queue is declared (default classic).
+    pub queue_type: QueueType,
+    /// `DOWNLOADER_RABBIT_MAX_REDELIVERIES`: deliveries of a message that ended without an
+    /// answer (its downloader crashed, stalled or lost the broker) after which the message is
+    /// answered with an `amqp.redelivery_limit` error instead of being run again (default 3).
+    pub max_redeliveries: u32,
+}
+
+/// How the job queue is declared, which decides who counts redeliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// A classic queue: the broker only flags a redelivery, so the downloader counts them in a
+    /// header of the message (it publishes a redelivered message again with the count raised).
+    #[default]
+    Classic,
+    /// A quorum queue (`x-queue-type: quorum`): the broker counts deliveries itself in
+    /// `x-delivery-count`.
+    Quorum,
 }
 
 impl Rabbit {
@@ -103,6 +127,25 @@ impl Rabbit {
         let dead_letter_exchange = new("RABBIT_DEAD_LETTER_EXCHANGE")?
             .map(|(text, _)| text.trim().to_owned())
             .filter(|name| !name.is_empty());
+        let queue_type = match new("RABBIT_QUEUE_TYPE")? {
+            Some((text, setting)) => match text.trim().to_ascii_lowercase().as_str() {
+                "classic" => QueueType::Classic,
+                "quorum" => QueueType::Quorum,
+                _ => return Err(Error::config(setting, "must be classic or quorum")),
+            },
+            None => QueueType::Classic,
+        };
+        let max_redeliveries = match new("RABBIT_MAX_REDELIVERIES")? {
+            Some((text, setting)) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= MAX_REDELIVERIES_LIMIT)
+                .ok_or_else(|| {
+                    Error::config(setting, "must be a whole number from 0 to 1000000")
+                })?,
+            None => DEFAULT_MAX_REDELIVERIES,
+        };
         Ok(Self {
             host,
             port,
@@ -113,6 +156,8 @@ impl Rabbit {
             queue,
             prefetch,
             dead_letter_exchange,
+            queue_type,
+            max_redeliveries,
         })
     }
 
@@ -138,6 +183,8 @@ impl fmt::Debug for Rabbit {
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
             .field("dead_letter_exchange", &self.dead_letter_exchange)
+            .field("queue_type", &self.queue_type)
+            .field("max_redeliveries", &self.max_redeliveries)
             .finish()
     }
 }
@@ -168,6 +215,8 @@ mod tests {
         assert_eq!(rabbit.queue, "downloader.jobs");
         assert_eq!(rabbit.prefetch, 1024);
         assert_eq!(rabbit.dead_letter_exchange, None);
+        assert_eq!(rabbit.queue_type, super::QueueType::Classic);
+        assert_eq!(rabbit.max_redeliveries, 3);
         assert!(load(&[]).expect("config").rabbit.is_none());
     }
 
@@ -184,6 +233,8 @@ mod tests {
             ("DOWNLOADER_RABBIT_VHOST", "zone"),
             ("DOWNLOADER_RABBIT_DEAD_LETTER_EXCHANGE", "dead"),
             ("DOWNLOADER_MAX_JOBS", "40"),
+            ("DOWNLOADER_RABBIT_QUEUE_TYPE", "Quorum"),
+            ("DOWNLOADER_RABBIT_MAX_REDELIVERIES", "0"),
         ])
         .expect("config");
         let debug = format!("{config:?}");
@@ -193,12 +244,17 @@ mod tests {
         assert_eq!(rabbit.prefetch, 40);
         assert_eq!(rabbit.password.expose(), "Rabbit-Secret-77");
         assert_eq!(rabbit.dead_letter_exchange.as_deref(), Some("dead"));
+        assert_eq!(rabbit.queue_type, super::QueueType::Quorum);
+        assert_eq!(rabbit.max_redeliveries, 0);
 
         for (name, value) in [
             ("rabbitPort", "0"),
             ("rabbitSsl", "maybe"),
             ("DOWNLOADER_RABBIT_PREFETCH", "70000"),
             ("DOWNLOADER_RABBIT_QUEUE", "amq.reserved"),
+            ("DOWNLOADER_RABBIT_QUEUE_TYPE", "stream"),
+            ("DOWNLOADER_RABBIT_MAX_REDELIVERIES", "-1"),
+            ("DOWNLOADER_RABBIT_MAX_REDELIVERIES", "1000001"),
         ] {
             let error = load(&[("use_rabbit", "true"), (name, value)]).expect_err(name);
             assert!(error.to_string().contains(name), "{error}");

@@ -19,6 +19,10 @@ pub(crate) struct Status {
     pub(crate) rejected: AtomicU64,
     /// Job messages that arrived marked redelivered.
     pub(crate) redelivered: AtomicU64,
+    /// Redelivered messages published again with their redelivery count raised (classic queues).
+    pub(crate) requeued: AtomicU64,
+    /// Messages answered with `amqp.redelivery_limit` (and rejected) instead of being run.
+    pub(crate) redelivery_limit: AtomicU64,
     /// Connections made after the first.
     pub(crate) reconnects: AtomicU64,
 }
@@ -104,6 +108,7 @@ impl Status {
             "consumed": self.consumed.load(Ordering::Relaxed),
             "answered": self.answered.load(Ordering::Relaxed),
             "rejected": self.rejected.load(Ordering::Relaxed),
+            "redeliveryLimit": self.redelivery_limit.load(Ordering::Relaxed),
         })
     }
 
@@ -130,6 +135,8 @@ impl Status {
             ("answered", &self.answered),
             ("rejected", &self.rejected),
             ("redelivered", &self.redelivered),
+            ("requeued", &self.requeued),
+            ("redelivery_limit", &self.redelivery_limit),
         ] {
             let _ = writeln!(
                 out,

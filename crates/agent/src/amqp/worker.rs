@@ -1,30 +1,27 @@
 //! The consumer: connect, declare, consume with prefetch = concurrency, run each job through the
 //! same path as the HTTPS API, publish its result to `reply_to` with publisher confirms, and only
 //! then acknowledge the job. Connection losses are retried with backoff; jobs in flight on a lost
-//! connection are redelivered by the broker, never dropped.
+//! connection are cancelled (their tasks belong to the connection's task set) and redelivered by
+//! the broker, never dropped nor run twice side by side.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use lapin::Confirmation;
-use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection};
-use serde_json::{Value, json};
+use lapin::{Channel, Connection, Event};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Failure;
-use super::settings::Rabbit;
+use super::delivery::{Context, handle};
+use super::settings::{QueueType, Rabbit};
 use super::status::State;
-use crate::api::{self, Shared};
+use crate::api::Shared;
 use crate::certs::Loaded;
 
 /// The first wait after a failed connection; doubled up to [`MAX_BACKOFF`].
@@ -67,8 +64,9 @@ pub(crate) async fn run(shared: Arc<Shared>, rabbit: Rabbit, mut stop: watch::Re
     tracing::info!(broker = %rabbit.display(), "consumer stopped");
 }
 
-/// One connection's life. `Ok` after a drained shutdown; `Err` when the connection is lost
-/// (the jobs still running are aborted: the broker redelivers them).
+/// One connection's life. `Ok` after a drained shutdown; `Err` when the connection is lost.
+/// Every task a delivery started is cancelled, and waited for, before this returns: the broker
+/// redelivers those jobs, and the next connection never runs them beside their first copies.
 async fn session(
     shared: &Arc<Shared>,
     rabbit: &Rabbit,
@@ -80,6 +78,7 @@ async fn session(
         connection = connect(shared, rabbit) => connection?,
         _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
     };
+    let mut events = connection.events_listener();
     let channel = connection.create_channel().await.map_err(Failure::broker)?;
     channel
         .basic_qos(rabbit.prefetch, BasicQosOptions::default())
@@ -107,38 +106,59 @@ async fn session(
         prefetch = rabbit.prefetch,
         "consuming jobs"
     );
+    let context = Arc::new(Context::new(shared, channel.clone(), rabbit));
+    // Every task of this connection lives here, and only here: dropping or shutting the set
+    // down cancels the jobs with it (no task is detached).
     let mut tasks = JoinSet::new();
-    loop {
+    let lost = loop {
         tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => break,
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Err(error) = joined {
-                    tracing::error!(%error, "job message task failed");
-                }
-            }
+            _ = stop.wait_for(|stopped| *stopped) => break None,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => report(joined),
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    tasks.spawn(handle(shared.clone(), channel.clone(), delivery));
+                    tasks.spawn(handle(context.clone(), delivery));
                 }
-                Some(Err(error)) => return Err(Failure::Lost(error.to_string())),
-                None => return Err(Failure::Lost("the broker ended the consumer".into())),
+                Some(Err(error)) => break Some(Failure::Lost(error.to_string())),
+                None => break Some(Failure::Lost("the broker ended the consumer".into())),
+            },
+            event = events.next() => match event {
+                Some(Event::Error(error)) => break Some(Failure::Lost(error.to_string())),
+                Some(_) => {}
+                None => break Some(Failure::Lost("the connection ended".into())),
             },
         }
+    };
+    if let Some(failure) = lost {
+        let cancelled = tasks.len();
+        // Abort and wait: when this returns, no job of this connection runs any more.
+        tasks.shutdown().await;
+        tracing::warn!(
+            cancelled,
+            "connection lost: jobs in flight cancelled; the broker redelivers them"
+        );
+        return Err(failure);
     }
+    drain(shared, &channel, consumer.tag(), tasks).await;
+    // Unacknowledged messages (prefetched, never started) go back to the queue on close.
+    let _ = connection.close(200, "shutdown".into()).await;
+    Ok(())
+}
+
+/// Shutdown: cancel the consumer, let the jobs in flight finish within the grace, then cancel
+/// the rest (the broker redelivers them).
+async fn drain(shared: &Shared, channel: &Channel, tag: ShortString, mut tasks: JoinSet<()>) {
     shared.metrics.broker.set(State::Stopped);
     tracing::info!(
         in_flight = tasks.len(),
         "cancelling the consumer; finishing jobs in flight"
     );
     let _ = channel
-        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .basic_cancel(tag, BasicCancelOptions::default())
         .await;
     let grace = shared.config.shutdown_grace;
     let drained = tokio::time::timeout(grace, async {
         while let Some(joined) = tasks.join_next().await {
-            if let Err(error) = joined {
-                tracing::error!(%error, "job message task failed");
-            }
+            report(joined);
         }
     })
     .await;
@@ -147,11 +167,16 @@ async fn session(
             left = tasks.len(),
             "shutdown grace over; the broker redelivers the unfinished jobs"
         );
-        tasks.abort_all();
+        tasks.shutdown().await;
     }
-    // Unacknowledged messages (prefetched, never started) go back to the queue on close.
-    let _ = connection.close(200, "shutdown".into()).await;
-    Ok(())
+}
+
+fn report(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined
+        && !error.is_cancelled()
+    {
+        tracing::error!(%error, "job message task failed");
+    }
 }
 
 async fn connect(shared: &Shared, rabbit: &Rabbit) -> Result<Connection, Failure> {
@@ -220,9 +245,16 @@ async fn connect(shared: &Shared, rabbit: &Rabbit) -> Result<Connection, Failure
     }
 }
 
-/// Declares the durable job queue (with its dead-letter exchange when configured).
+/// Declares the durable job queue (quorum when configured, with its dead-letter exchange when
+/// configured).
 async fn declare(channel: &Channel, rabbit: &Rabbit) -> Result<(), Failure> {
     let mut arguments = FieldTable::default();
+    if rabbit.queue_type == QueueType::Quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
     if let Some(exchange) = &rabbit.dead_letter_exchange {
         arguments.insert(
             "x-dead-letter-exchange".into(),
@@ -241,139 +273,4 @@ async fn declare(channel: &Channel, rabbit: &Rabbit) -> Result<(), Failure> {
         .await
         .map_err(|error| Failure::Declare(error.to_string()))?;
     Ok(())
-}
-
-/// One message to its end: exactly one published result (when it has somewhere to go), then an
-/// ack; or, for a malformed message, its answer and a reject without requeue.
-async fn handle(shared: Arc<Shared>, channel: Channel, delivery: Delivery) {
-    let status = &shared.metrics.broker;
-    status.consumed.fetch_add(1, Ordering::Relaxed);
-    if delivery.redelivered {
-        status.redelivered.fetch_add(1, Ordering::Relaxed);
-    }
-    let reply_to = delivery
-        .properties
-        .reply_to()
-        .as_ref()
-        .map(|queue| queue.as_str().to_owned())
-        .filter(|queue| !queue.is_empty());
-    let correlation = delivery.properties.correlation_id().clone();
-    let Some(reply_to) = reply_to else {
-        tracing::warn!(
-            correlation_id = correlation.as_ref().map_or("", ShortString::as_str),
-            "job message without reply_to: rejected (dead-lettered when configured)"
-        );
-        reject(&shared, &delivery).await;
-        return;
-    };
-    let (mut result, malformed) = match parse(&delivery.data) {
-        Ok(raw) => (run_job(&shared, raw).await, false),
-        Err(problem) => {
-            tracing::warn!(%problem, "malformed job message: answered, then rejected");
-            (invalid(&problem), true)
-        }
-    };
-    if delivery.redelivered
-        && let Some(object) = result.as_object_mut()
-    {
-        object.insert("redelivered".into(), Value::Bool(true));
-    }
-    let body = serde_json::to_vec(&result).unwrap_or_default();
-    let mut properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        // Persistent: a result waiting in a durable reply queue survives a broker restart.
-        .with_delivery_mode(2);
-    if let Some(correlation) = correlation {
-        properties = properties.with_correlation_id(correlation);
-    }
-    let confirmed = match channel
-        .basic_publish(
-            ShortString::from(""),
-            reply_to.as_str().into(),
-            BasicPublishOptions::default(),
-            &body,
-            properties,
-        )
-        .await
-    {
-        Ok(confirm) => confirm.await,
-        Err(error) => Err(error),
-    };
-    match confirmed {
-        Ok(Confirmation::Ack(_) | Confirmation::NotRequested) => {}
-        Ok(Confirmation::Nack(_)) => {
-            // The broker could not take the result: give the job back for another try.
-            tracing::warn!("the broker refused a result; the job goes back to the queue");
-            let _ = delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await;
-            return;
-        }
-        Err(error) => {
-            // Connection lost: the broker redelivers the job, unacknowledged.
-            tracing::warn!(%error, "result not confirmed; the job will be redelivered");
-            return;
-        }
-    }
-    if malformed {
-        reject(&shared, &delivery).await;
-        return;
-    }
-    match delivery.ack(BasicAckOptions::default()).await {
-        Ok(_) => {
-            status.answered.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(error) => tracing::warn!(%error, "ack failed; the job will be redelivered"),
-    }
-}
-
-async fn reject(shared: &Shared, delivery: &Delivery) {
-    match delivery.reject(BasicRejectOptions { requeue: false }).await {
-        Ok(_) => {
-            shared
-                .metrics
-                .broker
-                .rejected
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        Err(error) => tracing::warn!(%error, "reject failed"),
-    }
-}
-
-/// A job message is one JSON object.
-fn parse(data: &[u8]) -> Result<Value, String> {
-    match serde_json::from_slice::<Value>(data) {
-        Ok(object @ Value::Object(_)) => Ok(object),
-        Ok(Value::Array(_)) => Err("a job message holds one job object, not an array".into()),
-        Ok(_) => Err("a job message must be a JSON object".into()),
-        Err(error) => Err(format!("the message body is not valid JSON: {error}")),
-    }
-}
-
-/// Runs the job in its own task, so a panic becomes this job's `internal` result.
-async fn run_job(shared: &Arc<Shared>, raw: Value) -> Value {
-    let id = api::job_id(&raw);
-    let (method, url) = api::job_request(&raw);
-    let task_shared = shared.clone();
-    match tokio::spawn(async move { api::run_job(&task_shared, raw).await }).await {
-        Ok(result) => result,
-        Err(error) => api::internal_result(shared, id, method, url, &error.to_string()),
-    }
-}
-
-/// The `request.invalid` result of a malformed message.
-fn invalid(problem: &str) -> Value {
-    json!({
-        "id": null,
-        "ok": false,
-        "request": {"method": "", "url": ""},
-        "error": {
-            "kind": "request.invalid",
-            "message": problem,
-            "hint": "send one job as a JSON object per message (see docs/job-api.md)",
-        },
-    })
 }

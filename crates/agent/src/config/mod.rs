@@ -59,6 +59,8 @@ const NEW_SETTINGS: &[&str] = &[
     "RABBIT_VHOST",
     "RABBIT_PREFETCH",
     "RABBIT_DEAD_LETTER_EXCHANGE",
+    "RABBIT_QUEUE_TYPE",
+    "RABBIT_MAX_REDELIVERIES",
 ];
 
 /// The reference system's names, the same in the environment and the file.

@@ -221,6 +221,27 @@ impl Broker {
         }
     }
 
+    /// Closes every client connection from the broker side (`rabbitmqctl close_all_connections`),
+    /// as a crash of the clients or a network loss would end them: their unacknowledged
+    /// messages go back to their queues.
+    pub(crate) fn close_all_connections(&self) {
+        let output = self
+            .command(CTL)
+            .args([
+                "-n",
+                &self.node,
+                "close_all_connections",
+                "test: connection loss",
+            ])
+            .output()
+            .expect("rabbitmqctl");
+        assert!(
+            output.status.success(),
+            "rabbitmqctl close_all_connections: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// `rabbitmqctl list_queues name messages consumers` as text.
     pub(crate) fn queues(&self) -> String {
         self.command(CTL)

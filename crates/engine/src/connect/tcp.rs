@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
-/// Connects to the first address that accepts; on failure, the addresses tried (as text) and
-/// the last error.
-pub(crate) async fn connect(addresses: &[SocketAddr]) -> Result<TcpStream, (String, io::Error)> {
+/// Connects to the first address that accepts, and says which one that was; on failure, the
+/// addresses tried (as text) and the last error.
+pub(crate) async fn connect(
+    addresses: &[SocketAddr],
+) -> Result<(TcpStream, SocketAddr), (String, io::Error)> {
     let mut last = None;
     for address in addresses {
         match TcpStream::connect(address).await {
@@ -16,7 +18,7 @@ pub(crate) async fn connect(addresses: &[SocketAddr]) -> Result<TcpStream, (Stri
                 stream
                     .set_nodelay(true)
                     .map_err(|error| (address.to_string(), error))?;
-                return Ok(stream);
+                return Ok((stream, *address));
             }
             Err(error) => last = Some(error),
         }
