@@ -185,7 +185,10 @@ impl Agent {
     /// With `use_rabbit`, the AMQP worker runs alongside (or instead, with `use_http=false`)
     /// and drains on the same shutdown.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let grace = self.shared.config.shutdown_grace;
+        let settings = server::Settings {
+            limits: self.shared.config.limits.clone(),
+            grace: self.shared.config.shutdown_grace,
+        };
         let router = api::router(self.shared.clone());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let worker =
@@ -200,7 +203,7 @@ impl Agent {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|stopped| *stopped).await;
                 };
-                server::serve(listener, tls, router, shutdown, grace).await;
+                server::serve(listener, tls, router, settings, shutdown).await;
             }
         };
         let signal = async move {

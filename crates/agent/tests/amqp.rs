@@ -44,7 +44,12 @@ fn rabbit(broker: &rabbit::Broker, queue: &str) -> Rabbit {
 }
 
 async fn health(agent: &support::TestAgent) -> Value {
-    agent.request("GET", "/health", None, "").await.json()
+    // With credentials: unauthenticated `/health` leaves out the broker's address and error.
+    let auth = support::basic(support::APIKEY, support::SECRET);
+    agent
+        .request("GET", "/health", Some(&auth), "")
+        .await
+        .json()
 }
 
 async fn wait_for_state(agent: &support::TestAgent, state: &str) -> Value {

@@ -1,12 +1,16 @@
-//! The HTTP surface: `POST /api/v1/jobs` (Basic auth), `GET /health` (no auth), `GET /metrics`
-//! (auth), with one JSON error envelope for everything the API itself refuses.
+//! The HTTP surface: `POST /api/v1/jobs` (Basic auth), `GET /health` (no auth; details with
+//! auth), `GET /metrics` (auth), with one JSON error envelope for everything the API itself
+//! refuses.
 
+mod admission;
+mod auth;
+mod batch;
+mod body;
 mod job;
 mod run;
 mod template;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -14,15 +18,16 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
+use bytes::Bytes;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 use crate::certs::Certs;
 use crate::config::{Config, Credentials};
 use crate::metrics::{Gauges, Metrics};
+
+use admission::Admission;
+use auth::AuthDigest;
+use batch::{Refusal, Running};
 
 pub(crate) use job::CONFIG_NAMES;
 pub(crate) use job::{raw_id as job_id, raw_request as job_request};
@@ -37,22 +42,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
     auth: AuthDigest,
-    admission: Admission,
-}
-
-/// SHA-256 of the apikey and of the secret, compared in constant time.
-struct AuthDigest {
-    apikey: [u8; 32],
-    secret: [u8; 32],
-}
-
-/// Back-pressure: at most `max_jobs` run, at most `queue_limit` more wait.
-#[derive(Debug)]
-struct Admission {
-    admitted: AtomicUsize,
-    running: AtomicUsize,
-    capacity: usize,
-    slots: Semaphore,
+    admission: Arc<Admission>,
 }
 
 /// An error of the API itself (not of a job): `{"error": {"kind", "message", "hint"}}`.
@@ -62,6 +52,8 @@ pub(crate) struct ApiError {
     kind: &'static str,
     message: String,
     retry_after: Option<u32>,
+    /// The unread rest of the request body, held until the answer has been sent.
+    held: Option<axum::body::Body>,
 }
 
 impl Shared {
@@ -77,26 +69,17 @@ impl Shared {
             certs,
             metrics: Metrics::default(),
             started: Instant::now(),
-            auth: AuthDigest {
-                apikey: Sha256::digest(credentials.apikey.as_bytes()).into(),
-                secret: Sha256::digest(credentials.secret.expose().as_bytes()).into(),
-            },
-            admission: Admission {
-                admitted: AtomicUsize::new(0),
-                running: AtomicUsize::new(0),
-                capacity,
-                slots: Semaphore::new(config.max_jobs),
-            },
+            auth: AuthDigest::new(credentials),
+            admission: Arc::new(Admission::new(config.max_jobs, capacity)),
             config,
         }
     }
 
     fn gauges(&self) -> Gauges {
-        let admitted = self.admission.admitted.load(Ordering::Relaxed);
-        let running = self.admission.running.load(Ordering::Relaxed);
+        let (running, waiting) = self.admission.counts();
         Gauges {
             in_flight: running,
-            queued: admitted.saturating_sub(running),
+            queued: waiting,
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             expiries: self.certs.expiries(),
         }
@@ -119,96 +102,137 @@ async fn jobs(
     State(shared): State<Arc<Shared>>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    // Credentials first: an unauthenticated client never gets its body read.
-    authorize(&shared, request.headers())?;
+    let (parts, body) = request.into_parts();
+    // Credentials first: an unauthenticated client never gets its body read (only discarded).
+    if let Err(error) = shared.auth.authorize(&parts.headers) {
+        return Err(error.early(&parts.headers, body).await);
+    }
     let limit = usize::try_from(shared.config.max_body).unwrap_or(usize::MAX);
-    let body = axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|error| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            kind: "api.body",
-            message: format!("cannot read the request body: {error}"),
-            retry_after: None,
-        })?;
-    let parsed: Value = serde_json::from_slice(&body).map_err(|error| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        kind: "api.json",
-        message: format!("the body is not valid JSON: {error}"),
-        retry_after: None,
-    })?;
-    let (jobs, batch) = match parsed {
-        Value::Array(items) => (items, true),
-        object @ Value::Object(_) => (vec![object], false),
-        _ => {
-            return Err(ApiError {
-                status: StatusCode::BAD_REQUEST,
-                kind: "api.json",
-                message: "the body must be one job object or an array of jobs".into(),
-                retry_after: None,
-            });
+    let bytes = match body::read(&parts.headers, body, limit).await {
+        Ok(bytes) => bytes,
+        Err(body::Unread::TooLarge(rest)) => {
+            let error = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "api.body",
+                format!("the request body is larger than {limit} bytes"),
+            );
+            return Err(error.early(&parts.headers, rest).await);
+        }
+        Err(body::Unread::Broken(error)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "api.body",
+                format!("cannot read the request body: {error}"),
+            ));
         }
     };
-    let count = jobs.len();
-    let _ticket = shared.admission.admit(count).ok_or_else(|| {
+    let split = split(&shared, bytes).await?;
+    let count = split.jobs.len();
+    let tickets = shared.admission.admit(count).ok_or_else(|| {
         shared.metrics.refused(count);
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            kind: "api.overloaded",
-            message: format!("the agent is at its queue limit; {count} job(s) not accepted"),
-            retry_after: Some(1),
-        }
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api.overloaded",
+            format!("the agent is at its queue limit; {count} job(s) not accepted"),
+        )
+        .retry_after(1)
     })?;
-    let mut handles = Vec::with_capacity(count);
-    for raw in jobs {
-        let shared = shared.clone();
-        let fallback = job::raw_request(&raw);
-        let id = job::raw_id(&raw);
-        let handle = tokio::spawn(async move {
-            let _slot = shared.admission.slot().await;
-            run::run(&shared, raw).await
-        });
-        handles.push((handle, id, fallback));
-    }
-    let mut results = Vec::with_capacity(count);
-    for (handle, id, (method, url)) in handles {
-        // A panic inside a job becomes that job's `internal` result, never the agent's.
-        results.push(match handle.await {
-            Ok(result) => result,
-            Err(error) => run::internal(&shared, id, method, url, &error.to_string()),
-        });
-    }
-    let body = if batch {
-        Value::Array(results)
+    // Dropping this future (the client went away) drops `running`, which aborts the jobs.
+    let running = Running::start(&shared, split.jobs, tickets);
+    let mut results = running.results(&shared).await;
+    let bytes = if split.many {
+        let mut out = Vec::with_capacity(results.iter().map(Bytes::len).sum::<usize>() + count + 2);
+        out.push(b'[');
+        for (index, result) in results.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(result);
+        }
+        out.push(b']');
+        out
     } else {
-        results.pop().unwrap_or(Value::Null)
+        results
+            .pop()
+            .map(Vec::from)
+            .unwrap_or_else(|| b"null".to_vec())
     };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(bytes_response(StatusCode::OK, bytes))
 }
 
-async fn health(State(shared): State<Arc<Shared>>) -> Response {
+/// The body split into raw jobs on a blocking thread, within the batch limits.
+async fn split(shared: &Shared, bytes: Bytes) -> Result<batch::Split, ApiError> {
+    let max_batch = shared.config.limits.max_batch;
+    let capacity = shared.admission.capacity();
+    let max = max_batch.min(capacity);
+    let split = tokio::task::spawn_blocking(move || batch::split(&bytes, max))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the body parser failed: {error}"),
+            )
+        })?;
+    split.map_err(|refusal| match refusal {
+        Refusal::Json(error) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "api.json",
+            format!("the body is not valid JSON: {error}"),
+        ),
+        Refusal::Shape => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "api.json",
+            "the body must be one job object or an array of jobs",
+        ),
+        Refusal::TooMany { max } if max == max_batch => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "api.batch_too_large",
+            format!("more than {max} jobs in one request (DOWNLOADER_MAX_BATCH)"),
+        ),
+        Refusal::TooMany { max } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "api.batch_too_large",
+            format!(
+                "more than {max} jobs in one request: the agent can never hold that many \
+                 (max_jobs + queue_limit)"
+            ),
+        ),
+    })
+}
+
+async fn health(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let mut body = json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSeconds": shared.started.elapsed().as_secs(),
     });
     // Active mode: the broker connection (the process is alive even while it reconnects).
+    // Where the broker is and why it failed are for authenticated callers only.
     if let (Some(rabbit), Some(object)) = (&shared.config.rabbit, body.as_object_mut()) {
-        object.insert(
-            "broker".into(),
-            shared
-                .metrics
-                .broker
-                .health(&rabbit.display(), &rabbit.queue),
-        );
+        let mut broker = shared
+            .metrics
+            .broker
+            .health(&rabbit.display(), &rabbit.queue);
+        if !shared.auth.accepts(&headers)
+            && let Some(broker) = broker.as_object_mut()
+        {
+            broker.remove("broker");
+            broker.remove("lastError");
+        }
+        object.insert("broker".into(), broker);
     }
     json_response(StatusCode::OK, &body)
 }
 
 async fn metrics(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    authorize(&shared, &headers)?;
+    let (parts, body) = request.into_parts();
+    if let Err(error) = shared.auth.authorize(&parts.headers) {
+        return Err(error.early(&parts.headers, body).await);
+    }
     let text = shared.metrics.render(&shared.gauges());
     let mut response = text.into_response();
     response.headers_mut().insert(
@@ -218,58 +242,52 @@ async fn metrics(
     Ok(response)
 }
 
-async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        kind: "api.not_found",
-        message: "no such endpoint: use POST /api/v1/jobs, GET /health or GET /metrics".into(),
-        retry_after: None,
-    }
-}
-
-/// HTTP Basic `apikey:secret`, compared in constant time (over SHA-256 digests, so lengths do
-/// not leak either).
-fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
-    let unauthorized = || ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        kind: "api.unauthorized",
-        message: "missing or wrong credentials: use HTTP Basic auth with the apikey and secret"
-            .into(),
-        retry_after: None,
-    };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .ok_or_else(unauthorized)?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(unauthorized)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(unauthorized());
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .map_err(|_| unauthorized())?;
-    let split = decoded
-        .iter()
-        .position(|b| *b == b':')
-        .ok_or_else(unauthorized)?;
-    let apikey: [u8; 32] = Sha256::digest(&decoded[..split]).into();
-    let secret: [u8; 32] = Sha256::digest(&decoded[split + 1..]).into();
-    let good = apikey.ct_eq(&shared.auth.apikey) & secret.ct_eq(&shared.auth.secret);
-    if bool::from(good) {
-        Ok(())
-    } else {
-        Err(unauthorized())
-    }
+async fn not_found(request: axum::extract::Request) -> ApiError {
+    let (parts, body) = request.into_parts();
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "api.not_found",
+        "no such endpoint: use POST /api/v1/jobs, GET /health or GET /metrics",
+    )
+    .early(&parts.headers, body)
+    .await
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut response = (status, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+            held: None,
+        }
+    }
+
+    fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// This error as an answer before the request body was read: a bounded part of the body
+    /// is discarded first, the rest held until the answer is sent (see [`body`]).
+    async fn early(mut self, headers: &HeaderMap, body: axum::body::Body) -> Self {
+        self.held = body::drain(headers, body).await;
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -280,79 +298,32 @@ impl IntoResponse for ApiError {
                 "retry after the Retry-After delay, or raise DOWNLOADER_QUEUE_LIMIT"
             }
             "api.body" => "keep the request under DOWNLOADER_MAX_BODY",
+            "api.batch_too_large" => {
+                "split the jobs into smaller requests (DOWNLOADER_MAX_BATCH, DOWNLOADER_MAX_JOBS \
+                 + DOWNLOADER_QUEUE_LIMIT)"
+            }
             _ => "see docs/job-api.md",
         };
-        let mut response = json_response(
-            self.status,
+        let bytes = serde_json::to_vec(
             &json!({"error": {"kind": self.kind, "message": self.message, "hint": hint}}),
+        )
+        .unwrap_or_default();
+        let mut response = Response::new(body::Answer::body(bytes, self.held));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
         );
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
+            headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"downloader\""),
             );
         }
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
-    }
-}
-
-/// Admitted jobs of one request; released when the response is built.
-struct Ticket<'a> {
-    admission: &'a Admission,
-    count: usize,
-}
-
-/// A running slot.
-struct Slot<'a> {
-    admission: &'a Admission,
-    _permit: Option<tokio::sync::SemaphorePermit<'a>>,
-}
-
-impl Admission {
-    fn admit(&self, count: usize) -> Option<Ticket<'_>> {
-        let before = self.admitted.fetch_add(count, Ordering::AcqRel);
-        if before.saturating_add(count) > self.capacity {
-            self.admitted.fetch_sub(count, Ordering::AcqRel);
-            return None;
-        }
-        Some(Ticket {
-            admission: self,
-            count,
-        })
-    }
-
-    async fn slot(&self) -> Slot<'_> {
-        // The semaphore is never closed, so acquiring only fails if that changes; run anyway.
-        let permit = self.slots.acquire().await.ok();
-        self.running.fetch_add(1, Ordering::AcqRel);
-        Slot {
-            admission: self,
-            _permit: permit,
-        }
-    }
-}
-
-impl Drop for Ticket<'_> {
-    fn drop(&mut self) {
-        self.admission
-            .admitted
-            .fetch_sub(self.count, Ordering::AcqRel);
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.admission.running.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl std::fmt::Debug for AuthDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AuthDigest(***)")
     }
 }

@@ -25,12 +25,17 @@ struct Extra {
 
 /// Runs one raw JSON job to its one JSON result.
 pub(crate) async fn run(shared: &Shared, raw: Value) -> Value {
+    run_limited(shared, raw, shared.config.max_body).await
+}
+
+/// [`run`] keeping at most `body_limit` response bytes (a batch's share of its budget).
+pub(crate) async fn run_limited(shared: &Shared, raw: Value, body_limit: u64) -> Value {
     let started = Instant::now();
     let id = raw_id(&raw);
     let (method, url) = raw_request(&raw);
     let plan = serde_json::from_value::<ApiJob>(raw)
         .map_err(|error| Rejection::invalid(format!("not a job: {error}")))
-        .and_then(|job| job.plan(shared.config.max_body));
+        .and_then(|job| job.plan(body_limit));
     let (outcome, extra, host) = match plan {
         Ok(plan) => {
             let host = plan.host.clone();
@@ -46,6 +51,18 @@ pub(crate) async fn run(shared: &Shared, raw: Value) -> Value {
         }
     };
     finish(shared, outcome, extra, &host, started)
+}
+
+/// The result of a job whose JSON text does not make a tree (nested too deeply):
+/// kind `request.invalid`.
+pub(crate) fn unparsable(shared: &Shared, detail: &str) -> Value {
+    let outcome = rejected(
+        None,
+        "GET".into(),
+        String::new(),
+        Rejection::invalid(format!("not a job: {detail}")),
+    );
+    finish(shared, outcome, Extra::default(), "", Instant::now())
 }
 
 /// The result of a job whose task failed (a bug): kind `internal`.

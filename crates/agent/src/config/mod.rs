@@ -8,6 +8,7 @@
 //! Loading checks every value and that named directories exist; it never binds a port. Keystores
 //! are loaded afterwards, by [`crate::Agent::build`].
 
+mod limits;
 mod reference;
 mod source;
 
@@ -19,6 +20,7 @@ use engine::TrustMode;
 use keystore::Password;
 
 pub use engine::HostPattern;
+pub use limits::Limits;
 pub use reference::{CertRef, ProxyRule};
 pub use source::{Environment, Flags, Source};
 
@@ -61,6 +63,16 @@ const NEW_SETTINGS: &[&str] = &[
     "RABBIT_DEAD_LETTER_EXCHANGE",
     "RABBIT_QUEUE_TYPE",
     "RABBIT_MAX_REDELIVERIES",
+    // The job API server's and one API request's limits (`limits.rs`).
+    "HEADER_TIMEOUT",
+    "TLS_HANDSHAKE_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "H2_KEEPALIVE_INTERVAL",
+    "H2_KEEPALIVE_TIMEOUT",
+    "H2_MAX_STREAMS",
+    "MAX_CONNECTIONS",
+    "MAX_BATCH",
+    "MAX_REQUEST_RESULT_BYTES",
 ];
 
 /// The reference system's names, the same in the environment and the file.
@@ -130,6 +142,8 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// Active mode (`use_rabbit=true`): consume jobs from RabbitMQ.
     pub rabbit: Option<Rabbit>,
+    /// Timeouts and caps of the job API server and of one API request.
+    pub limits: Limits,
 }
 
 /// The apikey and secret the engine authenticates with.
@@ -207,6 +221,7 @@ impl Config {
             proxy_rules: engine::ProxyRules::default(),
             shutdown_grace: std::time::Duration::from_secs(30),
             rabbit: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -444,6 +459,7 @@ impl Lookup<'_> {
                 .map_err(|problem| Error::config(value.setting, problem))?;
         }
         config.client_certs = self.host_rules()?;
+        config.limits = self.limits()?;
         if let Some(value) = self.new_setting("SHUTDOWN_GRACE")? {
             config.shutdown_grace = value
                 .text
