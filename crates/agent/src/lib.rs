@@ -35,6 +35,8 @@ mod api;
 mod certs;
 pub mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 pub mod log;
 mod metrics;

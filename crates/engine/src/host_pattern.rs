@@ -203,9 +203,16 @@ impl FromStr for HostPattern {
 
 impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Brackets wherever the bare text would read back as another pattern: a host with a
+        // colon before a port, a host with one colon (it would be `host:port`), a leading `[`.
         match &self.kind {
-            Kind::HostPort(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Kind::HostPort(host, port) if host.contains(':') || host.starts_with('[') => {
+                write!(f, "[{host}]:{port}")
+            }
             Kind::HostPort(host, port) => write!(f, "{host}:{port}"),
+            Kind::Host(host) if host.matches(':').count() == 1 || host.starts_with('[') => {
+                write!(f, "[{host}]")
+            }
             Kind::Host(host) => f.write_str(host),
             Kind::Below(domain) => write!(f, "*.{domain}"),
             Kind::Any => f.write_str("*"),

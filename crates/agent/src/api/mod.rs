@@ -30,6 +30,9 @@ use auth::AuthDigest;
 use batch::{Refusal, Running};
 
 pub(crate) use job::CONFIG_NAMES;
+// The fuzz entry points (`crate::fuzzing`) plan jobs without running them.
+pub(crate) use batch::{Refusal as SplitRefusal, split as split_jobs};
+pub(crate) use job::{ApiJob, Rejection};
 pub(crate) use job::{raw_id as job_id, raw_request as job_request};
 pub(crate) use run::{internal as internal_result, run as run_job};
 
