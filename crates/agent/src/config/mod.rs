@@ -8,6 +8,7 @@
 //! Loading checks every value and that named directories exist; it never binds a port. Keystores
 //! are loaded afterwards, by [`crate::Agent::build`].
 
+mod job_limits;
 mod limits;
 mod reference;
 mod source;
@@ -20,13 +21,14 @@ use engine::TrustMode;
 use keystore::Password;
 
 pub use engine::HostPattern;
+pub use job_limits::JobLimits;
 pub use limits::Limits;
 pub use reference::{CertRef, ProxyRule};
 pub use source::{Environment, Flags, Source};
 
 pub use crate::amqp::Rabbit;
 
-pub(crate) use reference::ClientCertJson;
+pub(crate) use reference::{ClientCertJson, secret_text};
 use source::{Origin, Value};
 
 use crate::error::Error;
@@ -73,6 +75,11 @@ const NEW_SETTINGS: &[&str] = &[
     "MAX_CONNECTIONS",
     "MAX_BATCH",
     "MAX_REQUEST_RESULT_BYTES",
+    // Per-job input caps (`job_limits.rs`).
+    "MAX_TEMPLATE_OUTPUT",
+    "MAX_HEADERS",
+    "MAX_PARAMS",
+    "MAX_PARTS",
 ];
 
 /// The reference system's names, the same in the environment and the file.
@@ -144,6 +151,8 @@ pub struct Config {
     pub rabbit: Option<Rabbit>,
     /// Timeouts and caps of the job API server and of one API request.
     pub limits: Limits,
+    /// Caps on what one job may contain (`request.too_large` above them).
+    pub job_limits: JobLimits,
 }
 
 /// The apikey and secret the engine authenticates with.
@@ -222,6 +231,7 @@ impl Config {
             shutdown_grace: std::time::Duration::from_secs(30),
             rabbit: None,
             limits: Limits::default(),
+            job_limits: JobLimits::default(),
         }
     }
 }
@@ -460,6 +470,7 @@ impl Lookup<'_> {
         }
         config.client_certs = self.host_rules()?;
         config.limits = self.limits()?;
+        config.job_limits = self.job_limits()?;
         if let Some(value) = self.new_setting("SHUTDOWN_GRACE")? {
             config.shutdown_grace = value
                 .text
