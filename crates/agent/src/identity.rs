@@ -64,7 +64,7 @@ pub(crate) fn server_identity(
         let options = Options {
             store_password: cert.password.clone(),
             key_password: cert.key_password.clone(),
-            ..Options::default()
+            limits: config.kdf_limits,
         };
         let identity = Keystore::open(&bytes, &options)
             .and_then(|store| store.identity(cert.alias.as_deref()))

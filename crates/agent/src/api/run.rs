@@ -34,8 +34,8 @@ pub(crate) async fn run_limited(shared: &Shared, raw: Value, body_limit: u64) ->
     let id = raw_id(&raw);
     let (method, url) = raw_request(&raw);
     let plan = serde_json::from_value::<ApiJob>(raw)
-        .map_err(|error| Rejection::not_a_job(&error))
-        .and_then(|job| job.plan(body_limit, &shared.config.job_limits));
+        .map_err(|error| Rejection::invalid(format!("not a job: {error}")))
+        .and_then(|job| job.plan(body_limit));
     let (outcome, extra, host) = match plan {
         Ok(plan) => {
             let host = plan.host.clone();
@@ -337,13 +337,26 @@ async fn choose_trust(
         });
     };
     let added = match (job.inline, job.path) {
-        (Some(bytes), _) => Some(TrustAnchors::parse(&bytes, job.password.as_ref()).map_err(
-            |error| Rejection {
+        (Some(bytes), _) => {
+            let options = keystore::Options {
+                store_password: job.password.clone(),
+                limits: config.kdf_limits,
+                ..keystore::Options::default()
+            };
+            // Off the async workers: a store's key derivations take up to the limits' CPU.
+            let parsed = tokio::task::spawn_blocking(move || TrustAnchors::open(&bytes, &options))
+                .await
+                .map_err(|error| Rejection {
+                    kind: "internal",
+                    message: format!("config.trust: the parsing task failed: {error}"),
+                    hint: "this is a bug in the downloader; please report it".into(),
+                })?;
+            Some(parsed.map_err(|error| Rejection {
                 kind: error.kind(),
                 message: format!("config.trust: {error}"),
                 hint: error.hint(),
-            },
-        )?),
+            })?)
+        }
         (None, Some(requested)) => {
             let opened = shared
                 .certs
@@ -466,15 +479,10 @@ fn finish(
         .map(|response| response.status_code);
     let total_ms = outcome.metrics.total.unwrap_or(outcome.metrics.overall);
     let agent_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
-    // Job-controlled text is escaped: a CR/LF in it must not start a forged log line.
-    let id = crate::log::field(outcome.id.as_deref().unwrap_or(""));
-    let method = crate::log::field(&outcome.request.method);
-    let host = crate::log::field(host);
-    let (id, method, host) = (id.as_ref(), method.as_ref(), host.as_ref());
     match kind {
         None => tracing::info!(
-            id,
-            method,
+            id = outcome.id.as_deref().unwrap_or(""),
+            method = %outcome.request.method,
             host,
             status,
             total_ms,
@@ -482,8 +490,8 @@ fn finish(
             "job"
         ),
         Some(kind) => tracing::info!(
-            id,
-            method,
+            id = outcome.id.as_deref().unwrap_or(""),
+            method = %outcome.request.method,
             host,
             error = kind,
             total_ms,

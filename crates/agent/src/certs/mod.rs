@@ -48,6 +48,8 @@ pub(crate) struct Certs {
     dirs: Arc<[PathBuf]>,
     identities: Mutex<HashMap<Key, Slot<LoadedIdentity>>>,
     trusts: Mutex<HashMap<Key, Slot<LoadedTrust>>>,
+    /// Caps on the key-derivation work of the stores opened (`keystore.too_costly`).
+    limits: keystore::Limits,
 }
 
 /// A client identity that loaded: the keystore bytes and its leaf certificate.
@@ -100,7 +102,14 @@ impl Certs {
             dirs: dirs.into(),
             identities: Mutex::new(HashMap::new()),
             trusts: Mutex::new(HashMap::new()),
+            limits: keystore::Limits::default(),
         }
+    }
+
+    /// The same, opening stores with `limits` on their key-derivation work.
+    pub(crate) fn with_limits(mut self, limits: keystore::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The certificate directories.
@@ -207,6 +216,7 @@ impl Certs {
             confined,
         };
         let owned = cert.clone();
+        let limits = self.limits;
         let snapshot = file.and_then(|file| file.snapshot(false));
         load(
             &self.identities,
@@ -214,7 +224,7 @@ impl Certs {
             label,
             "client identity",
             snapshot,
-            move |parts| parse_identity(parts, &owned),
+            move |parts| parse_identity(parts, &owned, limits),
         )
         .await
     }
@@ -254,6 +264,7 @@ impl Certs {
             confined,
         };
         let password = password.cloned();
+        let limits = self.limits;
         let snapshot = file.and_then(|file| file.snapshot(true));
         load(
             &self.trusts,
@@ -261,7 +272,7 @@ impl Certs {
             label,
             "trust store",
             snapshot,
-            move |parts| parse_trust(parts, password.as_ref()),
+            move |parts| parse_trust(parts, password.as_ref(), limits),
         )
         .await
     }
@@ -322,6 +333,7 @@ impl fmt::Display for Problem {
 fn parse_identity(
     parts: Vec<(String, Vec<u8>)>,
     cert: &CertRef,
+    limits: keystore::Limits,
 ) -> Result<LoadedIdentity, Problem> {
     let bytes = parts
         .into_iter()
@@ -331,7 +343,7 @@ fn parse_identity(
     let options = Options {
         store_password: cert.password.clone(),
         key_password: cert.key_password.clone(),
-        ..Options::default()
+        limits,
     };
     let identity = Keystore::open(&bytes, &options)
         .and_then(|store| store.identity(cert.alias.as_deref()))
@@ -353,9 +365,15 @@ fn parse_identity(
 fn parse_trust(
     parts: Vec<(String, Vec<u8>)>,
     password: Option<&Password>,
+    limits: keystore::Limits,
 ) -> Result<LoadedTrust, Problem> {
+    let options = Options {
+        store_password: password.cloned(),
+        limits,
+        ..Options::default()
+    };
     let anchors = match parts.as_slice() {
-        [(name, bytes)] if name.is_empty() => TrustAnchors::parse(bytes, password),
+        [(name, bytes)] if name.is_empty() => TrustAnchors::open(bytes, &options),
         files => TrustAnchors::from_directory(
             files
                 .iter()

@@ -8,7 +8,6 @@
 //! Loading checks every value and that named directories exist; it never binds a port. Keystores
 //! are loaded afterwards, by [`crate::Agent::build`].
 
-mod job_limits;
 mod limits;
 mod reference;
 mod source;
@@ -21,14 +20,13 @@ use engine::TrustMode;
 use keystore::Password;
 
 pub use engine::HostPattern;
-pub use job_limits::JobLimits;
 pub use limits::Limits;
 pub use reference::{CertRef, ProxyRule};
 pub use source::{Environment, Flags, Source};
 
 pub use crate::amqp::Rabbit;
 
-pub(crate) use reference::{ClientCertJson, secret_text};
+pub(crate) use reference::ClientCertJson;
 use source::{Origin, Value};
 
 use crate::error::Error;
@@ -57,6 +55,8 @@ const NEW_SETTINGS: &[&str] = &[
     "MAX_JOBS",
     "QUEUE_LIMIT",
     "MAX_BODY",
+    "MAX_KDF_ITERATIONS",
+    "MAX_KDF_MEMORY",
     "LOG_FORMAT",
     "SHUTDOWN_GRACE",
     "RABBIT_QUEUE",
@@ -75,11 +75,6 @@ const NEW_SETTINGS: &[&str] = &[
     "MAX_CONNECTIONS",
     "MAX_BATCH",
     "MAX_REQUEST_RESULT_BYTES",
-    // Per-job input caps (`job_limits.rs`).
-    "MAX_TEMPLATE_OUTPUT",
-    "MAX_HEADERS",
-    "MAX_PARAMS",
-    "MAX_PARTS",
 ];
 
 /// The reference system's names, the same in the environment and the file.
@@ -126,6 +121,9 @@ pub struct Config {
     pub queue_limit: usize,
     /// The largest job request body, and the default response body limit of a job.
     pub max_body: u64,
+    /// Caps on the key-derivation work of every keystore and trust store the agent opens
+    /// (`DOWNLOADER_MAX_KDF_ITERATIONS`, `DOWNLOADER_MAX_KDF_MEMORY`): `keystore.too_costly`.
+    pub kdf_limits: keystore::Limits,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// The engine's credentials; generated in the data directory when absent.
@@ -151,8 +149,6 @@ pub struct Config {
     pub rabbit: Option<Rabbit>,
     /// Timeouts and caps of the job API server and of one API request.
     pub limits: Limits,
-    /// Caps on what one job may contain (`request.too_large` above them).
-    pub job_limits: JobLimits,
 }
 
 /// The apikey and secret the engine authenticates with.
@@ -219,6 +215,7 @@ impl Config {
             max_jobs: DEFAULT_MAX_JOBS,
             queue_limit: DEFAULT_QUEUE_LIMIT,
             max_body: DEFAULT_MAX_BODY,
+            kdf_limits: keystore::Limits::default(),
             log_format: LogFormat::Text,
             credentials: None,
             use_http: true,
@@ -231,7 +228,6 @@ impl Config {
             shutdown_grace: std::time::Duration::from_secs(30),
             rabbit: None,
             limits: Limits::default(),
-            job_limits: JobLimits::default(),
         }
     }
 }
@@ -407,6 +403,21 @@ impl Lookup<'_> {
             })?,
             None => DEFAULT_MAX_BODY,
         };
+        if let Some(value) = self.new_setting("MAX_KDF_ITERATIONS")? {
+            let iterations = value.text.trim().parse().ok().filter(|n| *n > 0);
+            config.kdf_limits.max_iterations = iterations.ok_or_else(|| {
+                Error::config(value.setting, "must be a whole number such as 2000000")
+            })?;
+        }
+        if let Some(value) = self.new_setting("MAX_KDF_MEMORY")? {
+            let bytes = parse_size(&value.text).filter(|n| *n > 0);
+            config.kdf_limits.max_memory = bytes.ok_or_else(|| {
+                Error::config(
+                    value.setting,
+                    "must be a size such as 268435456, 256M or 1G",
+                )
+            })?;
+        }
         let log_format = match flags.log_format.clone() {
             Some(text) => Some(Value::flag("log-format", text)),
             None => self.new_setting("LOG_FORMAT")?,
@@ -470,7 +481,6 @@ impl Lookup<'_> {
         }
         config.client_certs = self.host_rules()?;
         config.limits = self.limits()?;
-        config.job_limits = self.job_limits()?;
         if let Some(value) = self.new_setting("SHUTDOWN_GRACE")? {
             config.shutdown_grace = value
                 .text
