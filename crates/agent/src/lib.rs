@@ -95,7 +95,7 @@ impl Agent {
     /// (generated into the data directory on first start when not configured).
     pub async fn build(config: Config) -> Result<Self, Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let certs = Certs::new(config.cert_dirs.clone()).with_limits(config.kdf_limits);
+        let certs = Certs::new(config.cert_dirs.clone());
         let loaded = load_configured(&certs, &config).await?;
         let credentials = identity::credentials(&config, &provider)?;
         let (tls, fingerprint, identity_file, identity_generated) = if config.use_ssl {
@@ -128,7 +128,7 @@ impl Agent {
             cert_dirs: config.cert_dirs.clone(),
             loaded,
         };
-        let engine = engine::Engine::with_keystore_limits(provider, config.kdf_limits);
+        let engine = engine::Engine::with_provider(provider);
         let shared = Arc::new(Shared::new(engine, certs, config, &credentials.credentials));
         Ok(Self {
             shared,
@@ -140,7 +140,7 @@ impl Agent {
     /// Checks the configuration as [`Agent::build`] would, without touching the data directory:
     /// every configured keystore and trust store is loaded. Returns one line per item.
     pub async fn check(config: &Config) -> Result<Vec<String>, Error> {
-        let certs = Certs::new(config.cert_dirs.clone()).with_limits(config.kdf_limits);
+        let certs = Certs::new(config.cert_dirs.clone());
         let mut lines = load_configured(&certs, config).await?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         if let Some(cert) = &config.tls_keystore {
@@ -187,6 +187,10 @@ impl Agent {
     /// With `use_rabbit`, the AMQP worker runs alongside (or instead, with `use_http=false`)
     /// and drains on the same shutdown.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        // Jobs must not reach the agent itself: its address is denied by default from now on.
+        if let Ok(address) = listener.local_addr() {
+            self.shared.config.egress.listening(address);
+        }
         let settings = server::Settings {
             limits: self.shared.config.limits.clone(),
             grace: self.shared.config.shutdown_grace,

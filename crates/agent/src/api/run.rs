@@ -133,6 +133,7 @@ async fn execute(shared: &Shared, plan: Plan) -> (Outcome, Extra) {
         Err(rejection) => return (rejected(id, method, url, rejection), extra),
     }
     builder = builder.insecure(insecure.unwrap_or(config.disable_ssl_validation));
+    builder = builder.egress(config.egress.clone());
     match builder.build() {
         Ok(job) => {
             let outcome = shared.engine.run(job).await;
@@ -337,26 +338,13 @@ async fn choose_trust(
         });
     };
     let added = match (job.inline, job.path) {
-        (Some(bytes), _) => {
-            let options = keystore::Options {
-                store_password: job.password.clone(),
-                limits: config.kdf_limits,
-                ..keystore::Options::default()
-            };
-            // Off the async workers: a store's key derivations take up to the limits' CPU.
-            let parsed = tokio::task::spawn_blocking(move || TrustAnchors::open(&bytes, &options))
-                .await
-                .map_err(|error| Rejection {
-                    kind: "internal",
-                    message: format!("config.trust: the parsing task failed: {error}"),
-                    hint: "this is a bug in the downloader; please report it".into(),
-                })?;
-            Some(parsed.map_err(|error| Rejection {
+        (Some(bytes), _) => Some(TrustAnchors::parse(&bytes, job.password.as_ref()).map_err(
+            |error| Rejection {
                 kind: error.kind(),
                 message: format!("config.trust: {error}"),
                 hint: error.hint(),
-            })?)
-        }
+            },
+        )?),
         (None, Some(requested)) => {
             let opened = shared
                 .certs

@@ -8,6 +8,7 @@
 //! Loading checks every value and that named directories exist; it never binds a port. Keystores
 //! are loaded afterwards, by [`crate::Agent::build`].
 
+mod egress;
 mod limits;
 mod reference;
 mod source;
@@ -55,8 +56,6 @@ const NEW_SETTINGS: &[&str] = &[
     "MAX_JOBS",
     "QUEUE_LIMIT",
     "MAX_BODY",
-    "MAX_KDF_ITERATIONS",
-    "MAX_KDF_MEMORY",
     "LOG_FORMAT",
     "SHUTDOWN_GRACE",
     "RABBIT_QUEUE",
@@ -75,6 +74,9 @@ const NEW_SETTINGS: &[&str] = &[
     "MAX_CONNECTIONS",
     "MAX_BATCH",
     "MAX_REQUEST_RESULT_BYTES",
+    // The egress policy of jobs (`egress.rs`).
+    "EGRESS_DENY",
+    "EGRESS_ALLOW",
 ];
 
 /// The reference system's names, the same in the environment and the file.
@@ -121,9 +123,6 @@ pub struct Config {
     pub queue_limit: usize,
     /// The largest job request body, and the default response body limit of a job.
     pub max_body: u64,
-    /// Caps on the key-derivation work of every keystore and trust store the agent opens
-    /// (`DOWNLOADER_MAX_KDF_ITERATIONS`, `DOWNLOADER_MAX_KDF_MEMORY`): `keystore.too_costly`.
-    pub kdf_limits: keystore::Limits,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// The engine's credentials; generated in the data directory when absent.
@@ -149,6 +148,9 @@ pub struct Config {
     pub rabbit: Option<Rabbit>,
     /// Timeouts and caps of the job API server and of one API request.
     pub limits: Limits,
+    /// The egress policy every job is checked against (`DOWNLOADER_EGRESS_DENY`,
+    /// `DOWNLOADER_EGRESS_ALLOW`, and the default denies, the agent's own address included).
+    pub egress: std::sync::Arc<engine::EgressPolicy>,
 }
 
 /// The apikey and secret the engine authenticates with.
@@ -215,7 +217,6 @@ impl Config {
             max_jobs: DEFAULT_MAX_JOBS,
             queue_limit: DEFAULT_QUEUE_LIMIT,
             max_body: DEFAULT_MAX_BODY,
-            kdf_limits: keystore::Limits::default(),
             log_format: LogFormat::Text,
             credentials: None,
             use_http: true,
@@ -228,6 +229,7 @@ impl Config {
             shutdown_grace: std::time::Duration::from_secs(30),
             rabbit: None,
             limits: Limits::default(),
+            egress: std::sync::Arc::default(),
         }
     }
 }
@@ -403,21 +405,6 @@ impl Lookup<'_> {
             })?,
             None => DEFAULT_MAX_BODY,
         };
-        if let Some(value) = self.new_setting("MAX_KDF_ITERATIONS")? {
-            let iterations = value.text.trim().parse().ok().filter(|n| *n > 0);
-            config.kdf_limits.max_iterations = iterations.ok_or_else(|| {
-                Error::config(value.setting, "must be a whole number such as 2000000")
-            })?;
-        }
-        if let Some(value) = self.new_setting("MAX_KDF_MEMORY")? {
-            let bytes = parse_size(&value.text).filter(|n| *n > 0);
-            config.kdf_limits.max_memory = bytes.ok_or_else(|| {
-                Error::config(
-                    value.setting,
-                    "must be a size such as 268435456, 256M or 1G",
-                )
-            })?;
-        }
         let log_format = match flags.log_format.clone() {
             Some(text) => Some(Value::flag("log-format", text)),
             None => self.new_setting("LOG_FORMAT")?,
@@ -481,6 +468,7 @@ impl Lookup<'_> {
         }
         config.client_certs = self.host_rules()?;
         config.limits = self.limits()?;
+        config.egress = self.egress()?;
         if let Some(value) = self.new_setting("SHUTDOWN_GRACE")? {
             config.shutdown_grace = value
                 .text

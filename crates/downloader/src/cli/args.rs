@@ -220,6 +220,14 @@ pub(crate) struct FetchHttpArgs {
     /// Proxy credentials, USER:PASSWORD (Basic).
     #[arg(short = 'U', long, value_name = "USER:PASSWORD")]
     pub(crate) proxy_user: Option<String>,
+    /// Refuse connections to these CIDRs, addresses or host patterns, comma-separated
+    /// (repeatable); turns the egress policy on, with its default denies.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) egress_deny: Vec<String>,
+    /// Allow these despite the egress policy's default denies (never over --egress-deny);
+    /// turns the policy on.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) egress_allow: Vec<String>,
 }
 
 /// `--trust` values.

@@ -114,6 +114,9 @@ impl FetchArgs {
         {
             builder = builder.proxy(rules);
         }
+        if let Some(policy) = egress_policy(&self.http.egress_deny, &self.http.egress_allow)? {
+            builder = builder.egress(policy);
+        }
         let cert_password = secret::resolve(
             self.cert_password.as_ref(),
             self.cert_password_env.as_ref(),
@@ -257,6 +260,31 @@ fn proxy_rules(proxy: Option<&str>, user: Option<&str>) -> Result<Option<ProxyRu
 fn tls_version(text: &str) -> Result<TlsVersion, Failure> {
     TlsVersion::parse(text)
         .ok_or_else(|| Failure::usage(format!("unknown TLS version '{text}': use 1.2 or 1.3")))
+}
+
+/// The egress policy `--egress-deny` / `--egress-allow` ask for; none without them.
+fn egress_policy(
+    deny: &[String],
+    allow: &[String],
+) -> Result<Option<std::sync::Arc<engine::EgressPolicy>>, Failure> {
+    if deny.is_empty() && allow.is_empty() {
+        return Ok(None);
+    }
+    let rules = |flag: &str, lists: &[String]| {
+        let mut rules = Vec::new();
+        for list in lists {
+            rules.extend(
+                engine::EgressRule::parse_list(list)
+                    .map_err(|error| Failure::usage(format!("{flag}: {error}")))?,
+            );
+        }
+        Ok::<_, Failure>(rules)
+    };
+    let policy = engine::EgressPolicy::new(
+        rules("--egress-deny", deny)?,
+        rules("--egress-allow", allow)?,
+    );
+    Ok(Some(std::sync::Arc::new(policy)))
 }
 
 fn usage(error: JobError) -> Failure {
