@@ -95,7 +95,7 @@ impl Agent {
     /// (generated into the data directory on first start when not configured).
     pub async fn build(config: Config) -> Result<Self, Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let certs = Certs::new(config.cert_dirs.clone());
+        let certs = Certs::new(config.cert_dirs.clone()).with_limits(config.kdf_limits);
         let loaded = load_configured(&certs, &config).await?;
         let credentials = identity::credentials(&config, &provider)?;
         let (tls, fingerprint, identity_file, identity_generated) = if config.use_ssl {
@@ -128,7 +128,7 @@ impl Agent {
             cert_dirs: config.cert_dirs.clone(),
             loaded,
         };
-        let engine = engine::Engine::with_provider(provider);
+        let engine = engine::Engine::with_keystore_limits(provider, config.kdf_limits);
         let shared = Arc::new(Shared::new(engine, certs, config, &credentials.credentials));
         Ok(Self {
             shared,
@@ -140,7 +140,7 @@ impl Agent {
     /// Checks the configuration as [`Agent::build`] would, without touching the data directory:
     /// every configured keystore and trust store is loaded. Returns one line per item.
     pub async fn check(config: &Config) -> Result<Vec<String>, Error> {
-        let certs = Certs::new(config.cert_dirs.clone());
+        let certs = Certs::new(config.cert_dirs.clone()).with_limits(config.kdf_limits);
         let mut lines = load_configured(&certs, config).await?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         if let Some(cert) = &config.tls_keystore {

@@ -338,13 +338,26 @@ async fn choose_trust(
         });
     };
     let added = match (job.inline, job.path) {
-        (Some(bytes), _) => Some(TrustAnchors::parse(&bytes, job.password.as_ref()).map_err(
-            |error| Rejection {
+        (Some(bytes), _) => {
+            let options = keystore::Options {
+                store_password: job.password.clone(),
+                limits: config.kdf_limits,
+                ..keystore::Options::default()
+            };
+            // Off the async workers: a store's key derivations take up to the limits' CPU.
+            let parsed = tokio::task::spawn_blocking(move || TrustAnchors::open(&bytes, &options))
+                .await
+                .map_err(|error| Rejection {
+                    kind: "internal",
+                    message: format!("config.trust: the parsing task failed: {error}"),
+                    hint: "this is a bug in the downloader; please report it".into(),
+                })?;
+            Some(parsed.map_err(|error| Rejection {
                 kind: error.kind(),
                 message: format!("config.trust: {error}"),
                 hint: error.hint(),
-            },
-        )?),
+            })?)
+        }
         (None, Some(requested)) => {
             let opened = shared
                 .certs

@@ -56,6 +56,8 @@ const NEW_SETTINGS: &[&str] = &[
     "MAX_JOBS",
     "QUEUE_LIMIT",
     "MAX_BODY",
+    "MAX_KDF_ITERATIONS",
+    "MAX_KDF_MEMORY",
     "LOG_FORMAT",
     "SHUTDOWN_GRACE",
     "RABBIT_QUEUE",
@@ -123,6 +125,9 @@ pub struct Config {
     pub queue_limit: usize,
     /// The largest job request body, and the default response body limit of a job.
     pub max_body: u64,
+    /// Caps on the key-derivation work of every keystore and trust store the agent opens
+    /// (`DOWNLOADER_MAX_KDF_ITERATIONS`, `DOWNLOADER_MAX_KDF_MEMORY`): `keystore.too_costly`.
+    pub kdf_limits: keystore::Limits,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// The engine's credentials; generated in the data directory when absent.
@@ -217,6 +222,7 @@ impl Config {
             max_jobs: DEFAULT_MAX_JOBS,
             queue_limit: DEFAULT_QUEUE_LIMIT,
             max_body: DEFAULT_MAX_BODY,
+            kdf_limits: keystore::Limits::default(),
             log_format: LogFormat::Text,
             credentials: None,
             use_http: true,
@@ -405,6 +411,21 @@ impl Lookup<'_> {
             })?,
             None => DEFAULT_MAX_BODY,
         };
+        if let Some(value) = self.new_setting("MAX_KDF_ITERATIONS")? {
+            let iterations = value.text.trim().parse().ok().filter(|n| *n > 0);
+            config.kdf_limits.max_iterations = iterations.ok_or_else(|| {
+                Error::config(value.setting, "must be a whole number such as 2000000")
+            })?;
+        }
+        if let Some(value) = self.new_setting("MAX_KDF_MEMORY")? {
+            let bytes = parse_size(&value.text).filter(|n| *n > 0);
+            config.kdf_limits.max_memory = bytes.ok_or_else(|| {
+                Error::config(
+                    value.setting,
+                    "must be a size such as 268435456, 256M or 1G",
+                )
+            })?;
+        }
         let log_format = match flags.log_format.clone() {
             Some(text) => Some(Value::flag("log-format", text)),
             None => self.new_setting("LOG_FORMAT")?,
