@@ -20,6 +20,16 @@ pub const DEFAULT_BODY_LIMIT: u64 = 50 * 1024 * 1024;
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 /// The default limit on the size of the request head and of the response head: 64 KiB.
 pub const DEFAULT_HEADER_LIMIT: usize = 64 * 1024;
+/// The longest whole-job, connect or first-byte limit a job may set: one day. Longer limits
+/// are refused (`request.invalid`) rather than overflowing a clock.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest time a job may keep its connection idle in the pool: one hour.
+pub const MAX_KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60 * 60);
+/// The most redirects a job may ask to follow: each hop is kept in the outcome.
+pub const MAX_REDIRECTS_LIMIT: u32 = 100;
+/// The most request headers one job may have (whatever the head size limit): a header map
+/// holds at most 32,768 entries.
+pub const MAX_HEADER_COUNT: usize = 16 * 1024;
 /// The default whole-job limit.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default limit for TCP connect and, separately, for the TLS handshake.
@@ -367,6 +377,7 @@ impl JobBuilder {
                 pairs.append_pair(name, value);
             }
         }
+        self.check_limits(&url)?;
         let mut headers = HeaderMap::with_capacity(self.headers.len() + 1);
         for (name, value) in &self.headers {
             let header = HeaderName::from_bytes(name.trim().as_bytes())
@@ -389,17 +400,13 @@ impl JobBuilder {
                 headers.insert(http::header::CONTENT_TYPE, value);
             }
         }
-        let head_size: usize = headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum::<usize>()
-            + url.as_str().len();
-        if head_size > self.request_header_limit {
-            return Err(JobError::new(format!(
-                "the request head is {head_size} bytes, above the limit of {} bytes",
-                self.request_header_limit
-            )));
-        }
+        check_head_size(
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_str().len(), value.len())),
+            &url,
+            self.request_header_limit,
+        )?;
         let mut http_options = self.http_options;
         // The defaults go in here, once, rather than into every request sent.
         if !headers.contains_key(http::header::USER_AGENT) {
@@ -422,10 +429,11 @@ impl JobBuilder {
         // so that it can be shown in results.
         if !url.username().is_empty() || url.password().is_some() {
             if !headers.contains_key(http::header::AUTHORIZATION) {
-                let user = percent_decode(url.username());
-                let password = url.password().map(percent_decode).unwrap_or_default();
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                // Userinfo is percent-decoded exactly (RFC 3986): `+` stays `+`.
+                let mut credentials = percent_decode(url.username());
+                credentials.push(b':');
+                credentials.extend(url.password().map(percent_decode).unwrap_or_default());
+                let token = base64::engine::general_purpose::STANDARD.encode(&credentials);
                 if let Ok(mut value) = HeaderValue::from_str(&format!("Basic {token}")) {
                     value.set_sensitive(true);
                     headers.insert(http::header::AUTHORIZATION, value);
@@ -452,11 +460,6 @@ impl JobBuilder {
         if let Some(sni) = &self.sni {
             rustls_pki_types::ServerName::try_from(sni.as_str())
                 .map_err(|_| JobError::new(format!("'{sni}' is not a valid TLS server name")))?;
-        }
-        for limit in [self.timeout, self.connect_timeout] {
-            if limit.is_zero() {
-                return Err(JobError::new("timeouts must be greater than zero"));
-            }
         }
         Ok(Job {
             id: self.id,
@@ -486,20 +489,114 @@ impl JobBuilder {
     }
 }
 
-/// Headers whose values are credentials: never shown, never logged.
+/// Headers whose values are credentials (names in lower case, as [`HeaderName`] keeps them).
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+];
+
+/// Headers whose values are credentials: never shown, never logged, and never sent to another
+/// origin on a redirect (their values are marked sensitive, which is what redirects check).
 pub(crate) fn is_secret_header(name: &HeaderName) -> bool {
-    name == http::header::AUTHORIZATION
-        || name == http::header::PROXY_AUTHORIZATION
-        || name == http::header::COOKIE
-        || name == http::header::SET_COOKIE
-        || name.as_str() == "x-api-key"
+    SECRET_HEADERS.contains(&name.as_str())
 }
 
-fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default()
+impl JobBuilder {
+    /// The limits that must hold before anything is allocated for the job's headers, and the
+    /// ones that keep every clock of the job from overflowing.
+    fn check_limits(&self, url: &Url) -> Result<(), JobError> {
+        if self.headers.len() > MAX_HEADER_COUNT {
+            return Err(JobError::new(format!(
+                "the job has {} headers, above the limit of {MAX_HEADER_COUNT}",
+                self.headers.len()
+            )));
+        }
+        check_head_size(
+            self.headers
+                .iter()
+                .map(|(name, value)| (name.trim().len(), value.len())),
+            url,
+            self.request_header_limit,
+        )?;
+        let timeouts = [
+            Some(("timeout", self.timeout)),
+            Some(("connect timeout", self.connect_timeout)),
+            self.first_byte_timeout
+                .map(|limit| ("first-byte timeout", limit)),
+        ];
+        for (what, limit) in timeouts.into_iter().flatten() {
+            if limit.is_zero() {
+                return Err(JobError::new("timeouts must be greater than zero"));
+            }
+            if limit > MAX_TIMEOUT {
+                return Err(JobError::new(format!(
+                    "the {what} must be at most {} seconds",
+                    MAX_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        if self.http_options.idle_limit > MAX_KEEP_ALIVE_IDLE {
+            return Err(JobError::new(format!(
+                "keep-alive idle time must be at most {} seconds",
+                MAX_KEEP_ALIVE_IDLE.as_secs()
+            )));
+        }
+        if self.http_options.max_redirects > MAX_REDIRECTS_LIMIT {
+            return Err(JobError::new(format!(
+                "at most {MAX_REDIRECTS_LIMIT} redirects can be followed"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a request head (header names and values, the URL) over `limit` bytes.
+fn check_head_size(
+    headers: impl Iterator<Item = (usize, usize)>,
+    url: &Url,
+    limit: usize,
+) -> Result<(), JobError> {
+    let size = headers
+        .map(|(name, value)| name.saturating_add(value).saturating_add(4))
+        .fold(url.as_str().len(), usize::saturating_add);
+    if size > limit {
+        return Err(JobError::new(format!(
+            "the request head is {size} bytes, above the limit of {limit} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Percent-decodes URL userinfo exactly as RFC 3986 says: `%XX` is the byte XX, everything
+/// else (`+` included) is itself, and a `%` not followed by two hex digits stays a `%`.
+pub(crate) fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = |offset: usize| {
+            bytes
+                .get(at + offset)
+                .and_then(|byte| char::from(*byte).to_digit(16))
+        };
+        match (bytes[at], hex(1), hex(2)) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits are at most 0xff, so the cast keeps every bit.
+                out.push((high * 16 + low) as u8);
+                at += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    out
 }
 
 impl TlsVersion {
@@ -609,6 +706,81 @@ mod tests {
         assert!(!debug.contains("s3cr3t-pw"), "{debug}");
         assert!(!debug.contains("c00kie-val"), "{debug}");
         assert!(!debug.contains("dXNlcjpzM2NyM3QtcHc"), "{debug}");
+    }
+
+    #[test]
+    fn url_credentials_are_percent_decoded_exactly() {
+        for (userinfo, expected) in [
+            ("us%2Ber:p%26ss", &b"us+er:p&ss"[..]),
+            ("a+b:c+d", b"a+b:c+d"),
+            ("%C3%A9:%ff%00", b"\xc3\xa9:\xff\x00"),
+            ("u:100%", b"u:100%"),
+            ("u:%4", b"u:%4"),
+            ("u:%zz", b"u:%zz"),
+            ("u", b"u:"),
+        ] {
+            let job = Job::builder("GET", format!("https://{userinfo}@example.test/"))
+                .build()
+                .expect("valid job");
+            let token = base64::engine::general_purpose::STANDARD.encode(expected);
+            assert_eq!(
+                job.headers[http::header::AUTHORIZATION],
+                format!("Basic {token}").as_str(),
+                "{userinfo}"
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_limits_are_refused_not_overflowed() {
+        let base = || Job::builder("GET", "https://example.test/");
+        let huge = Duration::from_secs(u64::MAX / 2);
+        for builder in [
+            base().timeout(huge),
+            base().timeout(MAX_TIMEOUT + Duration::from_secs(1)),
+            base().connect_timeout(huge),
+            base().first_byte_timeout(huge),
+            base().first_byte_timeout(Duration::ZERO),
+            base().keep_alive_idle(huge),
+            base().max_redirects(u32::MAX),
+        ] {
+            let error = builder.build().expect_err("must be refused");
+            assert_eq!(error.kind(), "request.invalid", "{error}");
+        }
+        base().timeout(MAX_TIMEOUT).build().expect("the limit itself is fine");
+    }
+
+    #[test]
+    fn many_headers_are_refused_before_a_header_map_is_made() {
+        // 100,000 headers: more than a header map can hold (building it would panic).
+        let mut builder = Job::builder("GET", "https://example.test/");
+        for n in 0..100_000 {
+            builder = builder.header(format!("x-{n}"), "v");
+        }
+        let error = builder.build().expect_err("too many headers");
+        assert_eq!(error.kind(), "request.invalid");
+        assert!(error.to_string().contains("headers"), "{error}");
+        let mut builder = Job::builder("GET", "https://example.test/").request_header_limit(1 << 30);
+        for n in 0..MAX_HEADER_COUNT + 1 {
+            builder = builder.header(format!("x-{n}"), "v");
+        }
+        let error = builder.build().expect_err("above the count cap");
+        assert!(error.to_string().contains("16384"), "{error}");
+    }
+
+    #[test]
+    fn credential_headers_are_sensitive() {
+        let job = Job::builder("GET", "https://example.test/")
+            .header("X-Auth-Token", "t0ken-v4l")
+            .header("Api-Key", "k3y-v4l")
+            .header("X-Trace", "visible")
+            .build()
+            .expect("valid job");
+        assert!(job.headers["x-auth-token"].is_sensitive());
+        assert!(job.headers["api-key"].is_sensitive());
+        assert!(!job.headers["x-trace"].is_sensitive());
+        let debug = format!("{job:?}");
+        assert!(!debug.contains("t0ken-v4l") && !debug.contains("k3y-v4l"), "{debug}");
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub use form::{EncodedBody, Part, multipart, urlencoded};
 pub use host_pattern::{HostPattern, PatternError, Specificity};
 pub use job::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, DEFAULT_MAX_REDIRECTS, HttpVersion, IdentitySource,
-    Job, JobBuilder, Source, TlsVersion, TrustMode, TrustSource,
+    Job, JobBuilder, MAX_HEADER_COUNT, MAX_KEEP_ALIVE_IDLE, MAX_REDIRECTS_LIMIT, MAX_TIMEOUT,
+    Source, TlsVersion, TrustMode, TrustSource,
 };
 pub use outcome::{
     ClientCertificate, ErrorInfo, Metrics, Outcome, RequestInfo, Response, ServerCertificate,

@@ -308,11 +308,10 @@ pub(crate) async fn tunnel(tcp: &mut TcpStream, proxy: &Proxy, target: &str) -> 
     }
 }
 
+/// URL userinfo, percent-decoded exactly (RFC 3986: `+` stays `+`). Proxy credentials are
+/// text; bytes that are not UTF-8 become U+FFFD.
 fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default()
+    String::from_utf8_lossy(&crate::job::percent_decode(text)).into_owned()
 }
 
 impl fmt::Debug for Proxy {
@@ -379,6 +378,16 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn url_credentials_are_percent_decoded_exactly() {
+        let proxy = Proxy::parse("http://us%2Ber+1:p%26ss+%3A%25@proxy.test:3128").expect("proxy");
+        let expected = base64::engine::general_purpose::STANDARD.encode("us+er+1:p&ss+:%");
+        assert_eq!(
+            proxy.authorization().expect("credentials"),
+            format!("Basic {expected}").as_str()
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //!   `follow_redirects` overrides that in both directions.
 //! - 301, 302, 303, 307 and 308 with a `Location` are followed; 303 turns the request into a
 //!   GET without a body (HEAD stays HEAD); the others keep method and body.
-//! - Credentials (`Authorization`, `Cookie`, `Proxy-Authorization` headers) go only to the
-//!   scheme, host and port of the job's URL, and so does the job's client certificate. A hop to
-//!   any other one carries no credentials, and a client certificate only when one of the job's
+//! - Credentials (the headers whose values the job marks sensitive: `Authorization`,
+//!   `Proxy-Authorization`, `Cookie`, `X-Api-Key`, `Api-Key`, `X-Auth-Token` and the
+//!   `Authorization` made from URL credentials; one list, in `job.rs`) go only to the scheme,
+//!   host and port of the job's URL, and so does the job's client certificate. A hop to any
+//!   other one carries no credentials, and a client certificate only when one of the job's
 //!   host rules ([`JobBuilder::identity_for`], [`JobBuilder::identity_for_hosts`]) matches the
 //!   hop's host and port: the most specific rule wins (see [`HostPattern`]), and its keystore
 //!   is loaded only then. No match, no certificate. Proxies are chosen per hop by the job's
@@ -139,13 +141,7 @@ pub(crate) fn next(
         job.identity = original.identity.clone();
         job.sni = original.sni.clone();
     } else {
-        for name in [
-            header::AUTHORIZATION,
-            header::COOKIE,
-            header::PROXY_AUTHORIZATION,
-        ] {
-            job.headers.remove(name);
-        }
+        drop_credentials(&mut job.headers);
         let (host, port) = host_port(&to);
         let rules = original
             .http_options
@@ -158,6 +154,19 @@ pub(crate) fn next(
     }
     job.url = to;
     Ok(job)
+}
+
+/// Removes every header that carries a credential: the values the job marked sensitive (see
+/// `is_secret_header`), and any other header of a secret name, whatever its value's flag.
+fn drop_credentials(headers: &mut HeaderMap) {
+    let secret: Vec<header::HeaderName> = headers
+        .iter()
+        .filter(|(name, value)| value.is_sensitive() || crate::job::is_secret_header(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in secret {
+        headers.remove(name);
+    }
 }
 
 fn same_authority(a: &Url, b: &Url) -> bool {
@@ -182,6 +191,11 @@ mod tests {
         Job::builder(method, url)
             .header("Authorization", "Bearer x")
             .header("Cookie", "a=b")
+            .header("X-Api-Key", "k")
+            .header("Api-Key", "k")
+            .header("X-Auth-Token", "t")
+            .header("Proxy-Authorization", "Basic eA==")
+            .header("X-Trace", "t-1")
             .body("data")
             .build()
             .expect("job")
@@ -208,6 +222,11 @@ mod tests {
         assert!(next.body.is_empty());
         assert!(!next.headers.contains_key(header::AUTHORIZATION));
         assert!(!next.headers.contains_key(header::COOKIE));
+        assert!(!next.headers.contains_key("x-api-key"));
+        assert!(!next.headers.contains_key("api-key"));
+        assert!(!next.headers.contains_key("x-auth-token"));
+        assert!(!next.headers.contains_key(header::PROXY_AUTHORIZATION));
+        assert_eq!(next.headers["x-trace"], "t-1", "other headers go on");
         let to = Url::parse("https://a.test/z").expect("url");
         let same = super::next(
             &original,
@@ -221,6 +240,7 @@ mod tests {
         assert_eq!(same.method, Method::POST);
         assert_eq!(&same.body[..], b"data");
         assert!(same.headers.contains_key(header::AUTHORIZATION));
+        assert!(same.headers.contains_key("x-api-key"));
     }
 
     fn store(name: &str) -> IdentitySource {

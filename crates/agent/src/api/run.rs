@@ -34,8 +34,8 @@ pub(crate) async fn run_limited(shared: &Shared, raw: Value, body_limit: u64) ->
     let id = raw_id(&raw);
     let (method, url) = raw_request(&raw);
     let plan = serde_json::from_value::<ApiJob>(raw)
-        .map_err(|error| Rejection::invalid(format!("not a job: {error}")))
-        .and_then(|job| job.plan(body_limit));
+        .map_err(|error| Rejection::not_a_job(&error))
+        .and_then(|job| job.plan(body_limit, &shared.config.job_limits));
     let (outcome, extra, host) = match plan {
         Ok(plan) => {
             let host = plan.host.clone();
@@ -480,10 +480,15 @@ fn finish(
         .map(|response| response.status_code);
     let total_ms = outcome.metrics.total.unwrap_or(outcome.metrics.overall);
     let agent_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    // Job-controlled text is escaped: a CR/LF in it must not start a forged log line.
+    let id = crate::log::field(outcome.id.as_deref().unwrap_or(""));
+    let method = crate::log::field(&outcome.request.method);
+    let host = crate::log::field(host);
+    let (id, method, host) = (id.as_ref(), method.as_ref(), host.as_ref());
     match kind {
         None => tracing::info!(
-            id = outcome.id.as_deref().unwrap_or(""),
-            method = %outcome.request.method,
+            id,
+            method,
             host,
             status,
             total_ms,
@@ -491,8 +496,8 @@ fn finish(
             "job"
         ),
         Some(kind) => tracing::info!(
-            id = outcome.id.as_deref().unwrap_or(""),
-            method = %outcome.request.method,
+            id,
+            method,
             host,
             error = kind,
             total_ms,

@@ -9,6 +9,7 @@
 //! are loaded afterwards, by [`crate::Agent::build`].
 
 mod egress;
+mod job_limits;
 mod limits;
 mod reference;
 mod source;
@@ -21,13 +22,14 @@ use engine::TrustMode;
 use keystore::Password;
 
 pub use engine::HostPattern;
+pub use job_limits::JobLimits;
 pub use limits::Limits;
 pub use reference::{CertRef, ProxyRule};
 pub use source::{Environment, Flags, Source};
 
 pub use crate::amqp::Rabbit;
 
-pub(crate) use reference::ClientCertJson;
+pub(crate) use reference::{ClientCertJson, secret_text};
 use source::{Origin, Value};
 
 use crate::error::Error;
@@ -76,6 +78,11 @@ const NEW_SETTINGS: &[&str] = &[
     "MAX_CONNECTIONS",
     "MAX_BATCH",
     "MAX_REQUEST_RESULT_BYTES",
+    // Per-job input caps (`job_limits.rs`).
+    "MAX_TEMPLATE_OUTPUT",
+    "MAX_HEADERS",
+    "MAX_PARAMS",
+    "MAX_PARTS",
     // The egress policy of jobs (`egress.rs`).
     "EGRESS_DENY",
     "EGRESS_ALLOW",
@@ -153,6 +160,8 @@ pub struct Config {
     pub rabbit: Option<Rabbit>,
     /// Timeouts and caps of the job API server and of one API request.
     pub limits: Limits,
+    /// Caps on what one job may contain (`request.too_large` above them).
+    pub job_limits: JobLimits,
     /// The egress policy every job is checked against (`DOWNLOADER_EGRESS_DENY`,
     /// `DOWNLOADER_EGRESS_ALLOW`, and the default denies, the agent's own address included).
     pub egress: std::sync::Arc<engine::EgressPolicy>,
@@ -235,6 +244,7 @@ impl Config {
             shutdown_grace: std::time::Duration::from_secs(30),
             rabbit: None,
             limits: Limits::default(),
+            job_limits: JobLimits::default(),
             egress: std::sync::Arc::default(),
         }
     }
@@ -489,6 +499,7 @@ impl Lookup<'_> {
         }
         config.client_certs = self.host_rules()?;
         config.limits = self.limits()?;
+        config.job_limits = self.job_limits()?;
         config.egress = self.egress()?;
         if let Some(value) = self.new_setting("SHUTDOWN_GRACE")? {
             config.shutdown_grace = value

@@ -29,14 +29,31 @@ pub struct CertRef {
 pub(crate) struct ClientCertJson {
     #[serde(default)]
     pub(crate) keystore_path: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "secret_text")]
     pub(crate) keystore_password: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "secret_text")]
     pub(crate) key_password: Option<String>,
     #[serde(default)]
     pub(crate) key_alias: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "secret_text")]
     pub(crate) keystore_base64: Option<String>,
+}
+
+/// A secret field (a password, inline key material): a string, or a number as the reference
+/// system's users write them (`"keystorePassword": 123456` is the password `123456`). Any
+/// other type is refused with a message that does not quote the value (serde's own would).
+pub(crate) fn secret_text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(text) => Ok(Some(text)),
+        serde_json::Value::Number(number) => Ok(Some(number.to_string())),
+        _ => Err(serde::de::Error::custom(
+            "a password or inline keystore must be a string (or a number)",
+        )),
+    }
 }
 
 /// One proxy selector of `proxy_configuration`.
