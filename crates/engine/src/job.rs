@@ -747,7 +747,10 @@ mod tests {
             let error = builder.build().expect_err("must be refused");
             assert_eq!(error.kind(), "request.invalid", "{error}");
         }
-        base().timeout(MAX_TIMEOUT).build().expect("the limit itself is fine");
+        base()
+            .timeout(MAX_TIMEOUT)
+            .build()
+            .expect("the limit itself is fine");
     }
 
     #[test]
@@ -760,7 +763,8 @@ mod tests {
         let error = builder.build().expect_err("too many headers");
         assert_eq!(error.kind(), "request.invalid");
         assert!(error.to_string().contains("headers"), "{error}");
-        let mut builder = Job::builder("GET", "https://example.test/").request_header_limit(1 << 30);
+        let mut builder =
+            Job::builder("GET", "https://example.test/").request_header_limit(1 << 30);
         for n in 0..MAX_HEADER_COUNT + 1 {
             builder = builder.header(format!("x-{n}"), "v");
         }
@@ -780,7 +784,10 @@ mod tests {
         assert!(job.headers["api-key"].is_sensitive());
         assert!(!job.headers["x-trace"].is_sensitive());
         let debug = format!("{job:?}");
-        assert!(!debug.contains("t0ken-v4l") && !debug.contains("k3y-v4l"), "{debug}");
+        assert!(
+            !debug.contains("t0ken-v4l") && !debug.contains("k3y-v4l"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -486,24 +486,8 @@ fn finish(
     let host = crate::log::field(host);
     let (id, method, host) = (id.as_ref(), method.as_ref(), host.as_ref());
     match kind {
-        None => tracing::info!(
-            id,
-            method,
-            host,
-            status,
-            total_ms,
-            agent_ms,
-            "job"
-        ),
-        Some(kind) => tracing::info!(
-            id,
-            method,
-            host,
-            error = kind,
-            total_ms,
-            agent_ms,
-            "job"
-        ),
+        None => tracing::info!(id, method, host, status, total_ms, agent_ms, "job"),
+        Some(kind) => tracing::info!(id, method, host, error = kind, total_ms, agent_ms, "job"),
     }
     outcome.warnings.extend(extra.warnings);
     let mut value = serde_json::to_value(&outcome).unwrap_or_else(|error| {

@@ -343,7 +343,6 @@ fn is_local(ip: IpAddr) -> bool {
     ip.is_loopback() || ip.is_unspecified() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
-
 /// `host:port`, with brackets for an IPv6 address.
 struct Authority<'a>(&'a str, u16);
 
