@@ -5,7 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use keystore::Password;
@@ -14,22 +13,19 @@ use url::Url;
 use crate::error::JobError;
 pub(crate) use crate::options::HttpOptions;
 
+mod credentials;
+mod limits;
+
+pub(crate) use credentials::{is_secret_header, percent_decode};
+use limits::check_head_size;
+pub use limits::{MAX_HEADER_COUNT, MAX_KEEP_ALIVE_IDLE, MAX_REDIRECTS_LIMIT, MAX_TIMEOUT};
+
 /// The default response body limit: 50 MiB.
 pub const DEFAULT_BODY_LIMIT: u64 = 50 * 1024 * 1024;
 /// The default number of redirects followed.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 /// The default limit on the size of the request head and of the response head: 64 KiB.
 pub const DEFAULT_HEADER_LIMIT: usize = 64 * 1024;
-/// The longest whole-job, connect or first-byte limit a job may set: one day. Longer limits
-/// are refused (`request.invalid`) rather than overflowing a clock.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
-/// The longest time a job may keep its connection idle in the pool: one hour.
-pub const MAX_KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60 * 60);
-/// The most redirects a job may ask to follow: each hop is kept in the outcome.
-pub const MAX_REDIRECTS_LIMIT: u32 = 100;
-/// The most request headers one job may have (whatever the head size limit): a header map
-/// holds at most 32,768 entries.
-pub const MAX_HEADER_COUNT: usize = 16 * 1024;
 /// The default whole-job limit.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default limit for TCP connect and, separately, for the TLS handshake.
@@ -360,88 +356,16 @@ impl JobBuilder {
     pub fn build(self) -> Result<Job, JobError> {
         let method = Method::from_bytes(self.method.trim().to_ascii_uppercase().as_bytes())
             .map_err(|_| JobError::new(format!("'{}' is not an HTTP method", self.method)))?;
-        let mut url = Url::parse(self.url.trim())
-            .map_err(|error| JobError::new(format!("bad URL: {error}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(JobError::new(format!(
-                "unsupported scheme '{}': only http and https",
-                url.scheme()
-            )));
-        }
-        if url.host().is_none() {
-            return Err(JobError::new("the URL has no host"));
-        }
-        if !self.params.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (name, value) in &self.params {
-                pairs.append_pair(name, value);
-            }
-        }
+        let mut url = self.parse_url()?;
         self.check_limits(&url)?;
-        let mut headers = HeaderMap::with_capacity(self.headers.len() + 1);
-        for (name, value) in &self.headers {
-            let header = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| JobError::new(format!("'{name}' is not a valid header name")))?;
-            let mut value = HeaderValue::from_str(value).map_err(|_| {
-                JobError::new(format!(
-                    "header '{name}' has an invalid value (CR, LF or another control character)"
-                ))
-            })?;
-            value.set_sensitive(is_secret_header(&header));
-            headers.append(header, value);
-        }
-        if let Some(form) = &self.form {
-            if !self.body.is_empty() {
-                return Err(JobError::new("a job has either a body or a form, not both"));
-            }
-            if !headers.contains_key(http::header::CONTENT_TYPE)
-                && let Ok(value) = HeaderValue::from_str(&form.content_type)
-            {
-                headers.insert(http::header::CONTENT_TYPE, value);
-            }
-        }
-        check_head_size(
-            headers
-                .iter()
-                .map(|(name, value)| (name.as_str().len(), value.len())),
-            &url,
-            self.request_header_limit,
-        )?;
+        let mut headers = self.header_map(&url)?;
         let mut http_options = self.http_options;
-        // The defaults go in here, once, rather than into every request sent.
-        if !headers.contains_key(http::header::USER_AGENT) {
-            headers.insert(
-                http::header::USER_AGENT,
-                HeaderValue::from_static(concat!("downloader/", env!("CARGO_PKG_VERSION"))),
-            );
-        }
-        if !headers.contains_key(http::header::ACCEPT) {
-            headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
-        }
-        if !headers.contains_key(http::header::ACCEPT_ENCODING) {
-            headers.insert(
-                http::header::ACCEPT_ENCODING,
-                HeaderValue::from_static(crate::decode::ACCEPTED),
-            );
+        if add_default_headers(&mut headers) {
             http_options.decodes = true;
         }
         // Credentials in the URL become Basic authorization, as curl does, and leave the URL
         // so that it can be shown in results.
-        if !url.username().is_empty() || url.password().is_some() {
-            if !headers.contains_key(http::header::AUTHORIZATION) {
-                // Userinfo is percent-decoded exactly (RFC 3986): `+` stays `+`.
-                let mut credentials = percent_decode(url.username());
-                credentials.push(b':');
-                credentials.extend(url.password().map(percent_decode).unwrap_or_default());
-                let token = base64::engine::general_purpose::STANDARD.encode(&credentials);
-                if let Ok(mut value) = HeaderValue::from_str(&format!("Basic {token}")) {
-                    value.set_sensitive(true);
-                    headers.insert(http::header::AUTHORIZATION, value);
-                }
-            }
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-        }
+        credentials::userinfo_to_authorization(&mut url, &mut headers);
         if self.tls_min > self.tls_max {
             return Err(JobError::new(
                 "the TLS minimum version is above the maximum",
@@ -487,116 +411,86 @@ impl JobBuilder {
             egress: self.egress,
         })
     }
-}
 
-/// Headers whose values are credentials (names in lower case, as [`HeaderName`] keeps them).
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "x-auth-token",
-];
-
-/// Headers whose values are credentials: never shown, never logged, and never sent to another
-/// origin on a redirect (their values are marked sensitive, which is what redirects check).
-pub(crate) fn is_secret_header(name: &HeaderName) -> bool {
-    SECRET_HEADERS.contains(&name.as_str())
-}
-
-impl JobBuilder {
-    /// The limits that must hold before anything is allocated for the job's headers, and the
-    /// ones that keep every clock of the job from overflowing.
-    fn check_limits(&self, url: &Url) -> Result<(), JobError> {
-        if self.headers.len() > MAX_HEADER_COUNT {
+    /// The URL, checked (http or https, with a host), with the query parameters appended.
+    fn parse_url(&self) -> Result<Url, JobError> {
+        let mut url = Url::parse(self.url.trim())
+            .map_err(|error| JobError::new(format!("bad URL: {error}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
             return Err(JobError::new(format!(
-                "the job has {} headers, above the limit of {MAX_HEADER_COUNT}",
-                self.headers.len()
+                "unsupported scheme '{}': only http and https",
+                url.scheme()
             )));
         }
+        if url.host().is_none() {
+            return Err(JobError::new("the URL has no host"));
+        }
+        if !self.params.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in &self.params {
+                pairs.append_pair(name, value);
+            }
+        }
+        Ok(url)
+    }
+
+    /// The job's headers, checked, secrets marked sensitive, with the form's content type;
+    /// the head they make with `url` must fit the request head limit.
+    fn header_map(&self, url: &Url) -> Result<HeaderMap, JobError> {
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + 1);
+        for (name, value) in &self.headers {
+            let header = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| JobError::new(format!("'{name}' is not a valid header name")))?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                JobError::new(format!(
+                    "header '{name}' has an invalid value (CR, LF or another control character)"
+                ))
+            })?;
+            value.set_sensitive(is_secret_header(&header));
+            headers.append(header, value);
+        }
+        if let Some(form) = &self.form {
+            if !self.body.is_empty() {
+                return Err(JobError::new("a job has either a body or a form, not both"));
+            }
+            if !headers.contains_key(http::header::CONTENT_TYPE)
+                && let Ok(value) = HeaderValue::from_str(&form.content_type)
+            {
+                headers.insert(http::header::CONTENT_TYPE, value);
+            }
+        }
         check_head_size(
-            self.headers
+            headers
                 .iter()
-                .map(|(name, value)| (name.trim().len(), value.len())),
+                .map(|(name, value)| (name.as_str().len(), value.len())),
             url,
             self.request_header_limit,
         )?;
-        let timeouts = [
-            Some(("timeout", self.timeout)),
-            Some(("connect timeout", self.connect_timeout)),
-            self.first_byte_timeout
-                .map(|limit| ("first-byte timeout", limit)),
-        ];
-        for (what, limit) in timeouts.into_iter().flatten() {
-            if limit.is_zero() {
-                return Err(JobError::new("timeouts must be greater than zero"));
-            }
-            if limit > MAX_TIMEOUT {
-                return Err(JobError::new(format!(
-                    "the {what} must be at most {} seconds",
-                    MAX_TIMEOUT.as_secs()
-                )));
-            }
-        }
-        if self.http_options.idle_limit > MAX_KEEP_ALIVE_IDLE {
-            return Err(JobError::new(format!(
-                "keep-alive idle time must be at most {} seconds",
-                MAX_KEEP_ALIVE_IDLE.as_secs()
-            )));
-        }
-        if self.http_options.max_redirects > MAX_REDIRECTS_LIMIT {
-            return Err(JobError::new(format!(
-                "at most {MAX_REDIRECTS_LIMIT} redirects can be followed"
-            )));
-        }
-        Ok(())
+        Ok(headers)
     }
 }
 
-/// Refuses a request head (header names and values, the URL) over `limit` bytes.
-fn check_head_size(
-    headers: impl Iterator<Item = (usize, usize)>,
-    url: &Url,
-    limit: usize,
-) -> Result<(), JobError> {
-    let size = headers
-        .map(|(name, value)| name.saturating_add(value).saturating_add(4))
-        .fold(url.as_str().len(), usize::saturating_add);
-    if size > limit {
-        return Err(JobError::new(format!(
-            "the request head is {size} bytes, above the limit of {limit} bytes"
-        )));
+/// Adds the default `User-Agent`, `Accept` and `Accept-Encoding` where the job has none (once
+/// here rather than into every request sent). True when `Accept-Encoding` was added, so that
+/// the engine decodes the body.
+fn add_default_headers(headers: &mut HeaderMap) -> bool {
+    if !headers.contains_key(http::header::USER_AGENT) {
+        headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(concat!("downloader/", env!("CARGO_PKG_VERSION"))),
+        );
     }
-    Ok(())
-}
-
-/// Percent-decodes URL userinfo exactly as RFC 3986 says: `%XX` is the byte XX, everything
-/// else (`+` included) is itself, and a `%` not followed by two hex digits stays a `%`.
-pub(crate) fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = |offset: usize| {
-            bytes
-                .get(at + offset)
-                .and_then(|byte| char::from(*byte).to_digit(16))
-        };
-        match (bytes[at], hex(1), hex(2)) {
-            (b'%', Some(high), Some(low)) => {
-                // Two hex digits are at most 0xff, so the cast keeps every bit.
-                out.push((high * 16 + low) as u8);
-                at += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                at += 1;
-            }
-        }
+    if !headers.contains_key(http::header::ACCEPT) {
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
     }
-    out
+    if headers.contains_key(http::header::ACCEPT_ENCODING) {
+        return false;
+    }
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static(crate::decode::ACCEPTED),
+    );
+    true
 }
 
 impl TlsVersion {
@@ -663,137 +557,4 @@ impl fmt::Debug for Job {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_are_appended_url_encoded() {
-        let job = Job::builder("get", "https://example.test/a?x=1")
-            .param("q", "a b&c")
-            .build()
-            .expect("valid job");
-        assert_eq!(job.display_url(), "https://example.test/a?x=1&q=a+b%26c");
-        assert_eq!(job.method(), Method::GET);
-    }
-
-    #[test]
-    fn bad_input_is_request_invalid() {
-        for builder in [
-            Job::builder("GET", "ftp://example.test/"),
-            Job::builder("GET", "not a url"),
-            Job::builder("G ET", "https://example.test/"),
-            Job::builder("GET", "https://example.test/").header("X-A", "a\r\nInjected: b"),
-            Job::builder("GET", "https://example.test/").header("Bad Name", "v"),
-            Job::builder("GET", "https://example.test/").trust(TrustMode::Custom),
-            Job::builder("GET", "https://example.test/")
-                .tls_min(TlsVersion::Tls13)
-                .tls_max(TlsVersion::Tls12),
-        ] {
-            let error = builder.build().expect_err("must be rejected");
-            assert_eq!(error.kind(), "request.invalid");
-        }
-    }
-
-    #[test]
-    fn url_credentials_become_a_hidden_authorization_header() {
-        let job = Job::builder("GET", "https://user:s3cr3t-pw@example.test/")
-            .header("Cookie", "session=c00kie-val")
-            .build()
-            .expect("valid job");
-        assert_eq!(job.display_url(), "https://example.test/");
-        assert!(job.headers.contains_key(http::header::AUTHORIZATION));
-        let debug = format!("{job:?}");
-        assert!(!debug.contains("s3cr3t-pw"), "{debug}");
-        assert!(!debug.contains("c00kie-val"), "{debug}");
-        assert!(!debug.contains("dXNlcjpzM2NyM3QtcHc"), "{debug}");
-    }
-
-    #[test]
-    fn url_credentials_are_percent_decoded_exactly() {
-        for (userinfo, expected) in [
-            ("us%2Ber:p%26ss", &b"us+er:p&ss"[..]),
-            ("a+b:c+d", b"a+b:c+d"),
-            ("%C3%A9:%ff%00", b"\xc3\xa9:\xff\x00"),
-            ("u:100%", b"u:100%"),
-            ("u:%4", b"u:%4"),
-            ("u:%zz", b"u:%zz"),
-            ("u", b"u:"),
-        ] {
-            let job = Job::builder("GET", format!("https://{userinfo}@example.test/"))
-                .build()
-                .expect("valid job");
-            let token = base64::engine::general_purpose::STANDARD.encode(expected);
-            assert_eq!(
-                job.headers[http::header::AUTHORIZATION],
-                format!("Basic {token}").as_str(),
-                "{userinfo}"
-            );
-        }
-    }
-
-    #[test]
-    fn numeric_limits_are_refused_not_overflowed() {
-        let base = || Job::builder("GET", "https://example.test/");
-        let huge = Duration::from_secs(u64::MAX / 2);
-        for builder in [
-            base().timeout(huge),
-            base().timeout(MAX_TIMEOUT + Duration::from_secs(1)),
-            base().connect_timeout(huge),
-            base().first_byte_timeout(huge),
-            base().first_byte_timeout(Duration::ZERO),
-            base().keep_alive_idle(huge),
-            base().max_redirects(u32::MAX),
-        ] {
-            let error = builder.build().expect_err("must be refused");
-            assert_eq!(error.kind(), "request.invalid", "{error}");
-        }
-        base()
-            .timeout(MAX_TIMEOUT)
-            .build()
-            .expect("the limit itself is fine");
-    }
-
-    #[test]
-    fn many_headers_are_refused_before_a_header_map_is_made() {
-        // 100,000 headers: more than a header map can hold (building it would panic).
-        let mut builder = Job::builder("GET", "https://example.test/");
-        for n in 0..100_000 {
-            builder = builder.header(format!("x-{n}"), "v");
-        }
-        let error = builder.build().expect_err("too many headers");
-        assert_eq!(error.kind(), "request.invalid");
-        assert!(error.to_string().contains("headers"), "{error}");
-        let mut builder =
-            Job::builder("GET", "https://example.test/").request_header_limit(1 << 30);
-        for n in 0..MAX_HEADER_COUNT + 1 {
-            builder = builder.header(format!("x-{n}"), "v");
-        }
-        let error = builder.build().expect_err("above the count cap");
-        assert!(error.to_string().contains("16384"), "{error}");
-    }
-
-    #[test]
-    fn credential_headers_are_sensitive() {
-        let job = Job::builder("GET", "https://example.test/")
-            .header("X-Auth-Token", "t0ken-v4l")
-            .header("Api-Key", "k3y-v4l")
-            .header("X-Trace", "visible")
-            .build()
-            .expect("valid job");
-        assert!(job.headers["x-auth-token"].is_sensitive());
-        assert!(job.headers["api-key"].is_sensitive());
-        assert!(!job.headers["x-trace"].is_sensitive());
-        let debug = format!("{job:?}");
-        assert!(
-            !debug.contains("t0ken-v4l") && !debug.contains("k3y-v4l"),
-            "{debug}"
-        );
-    }
-
-    #[test]
-    fn tls_versions_parse() {
-        assert_eq!(TlsVersion::parse("1.2"), Some(TlsVersion::Tls12));
-        assert_eq!(TlsVersion::parse("TLSv1.3"), Some(TlsVersion::Tls13));
-        assert_eq!(TlsVersion::parse("1.1"), None);
-    }
-}
+mod tests;
