@@ -5,9 +5,10 @@
 //! derivation opening will run, in the order it will run them: the MAC, the encryption of
 //! each bag list, and each encrypted key or secret bag. Bags inside an encrypted list are
 //! only visible after decrypting it, so once the visible derivations are within the limits
-//! the encrypted lists are decrypted here (a second time; it was charged once) and their
-//! bags charged too. A list that does not decrypt ends the walk: `p12-keystore` stops there
-//! too, before the bags inside it.
+//! the encrypted lists are decrypted here and their bags charged too. That decryption is
+//! work on top of `p12-keystore`'s, so each list's derivation is charged twice: once as
+//! `p12-keystore` runs it, once (before it runs) for the decryption here. A list that does
+//! not decrypt ends the walk: `p12-keystore` stops there too, before the bags inside it.
 
 use cbc::cipher::{BlockCipherDecrypt, KeyInit};
 use des::TdesEde3;
@@ -113,6 +114,8 @@ pub(crate) fn check(bytes: &[u8], password: &str, limits: &Limits) -> Result<Wal
         ..Walked::default()
     };
     for (algorithm, parameters, data) in encrypted {
+        // This decryption derives the list's key again, before p12-keystore does.
+        charge_algorithm(algorithm, parameters, &mut budget)?;
         let Some(bags) = decrypt(algorithm, parameters, data, password) else {
             break;
         };
@@ -343,12 +346,14 @@ mod tests {
     /// password): else bags inside encrypted lists would go uncounted.
     #[test]
     fn every_encrypted_list_of_the_fixtures_is_decrypted_and_charged() {
+        // MAC, the encrypted list twice (decrypted here and by p12-keystore), the key; legacy
+        // PKCS#12 encryption derives key and IV separately.
         for (path, password, derivations) in [
-            ("client/p256/openssl.p12", "Fx-store-7431", 3),
-            ("client/p256/des3.p12", "Fx-store-7431", 5),
-            ("client/rsa2048/legacy.p12", "Fx-store-7431", 5),
-            ("client/p256/keytool.p12", "Fx-store-7431", 3),
-            ("client/p256/empty-password.p12", "", 3),
+            ("client/p256/openssl.p12", "Fx-store-7431", 4),
+            ("client/p256/des3.p12", "Fx-store-7431", 7),
+            ("client/rsa2048/legacy.p12", "Fx-store-7431", 7),
+            ("client/p256/keytool.p12", "Fx-store-7431", 4),
+            ("client/p256/empty-password.p12", "", 4),
         ] {
             let walked = check(&fixture(path), password, &Limits::default()).expect(path);
             assert!(walked.encrypted_lists > 0, "{path}: {walked:?}");
