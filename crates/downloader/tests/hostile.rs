@@ -2,7 +2,7 @@
 //! process. Each row asserts its typed result (HTTP status and `error.kind`, or the job
 //! result's `ok: false` and `error.kind`), then that the agent is alive and `/health` answers
 //! 200 within 2 s. After the table, every agent's peak RSS (`VmHWM`) must be under
-//! [`PEAK_BOUND`]. The table is printed (row, agent, RSS after, peak, result) for the closing
+//! [`PEAK_BOUND_KIB`]. The table is printed (row, agent, RSS after, peak, result) for the closing
 //! note: run with `cargo test -p downloader --test hostile -- --nocapture`.
 //!
 //! Upstreams are loopback hyper servers in this process; every address a job names is
@@ -17,11 +17,11 @@ use hostile::run::{self, Line};
 use hostile::upstream::Upstream;
 use hostile::{World, cases, fixture};
 
-/// The bound on any agent's peak RSS over the whole table. Idle the agent is about
-/// 20 MiB; the largest legitimate cost in the table is one API request's answer, held once
-/// as results and once serialized, within the per-request byte budget. 512 MiB leaves room
-/// for both and allocator slack, and is far below what the unfixed agent reached on these
-/// inputs (0.97 to 1.77 GB, or an abort).
+/// The bound on any agent's peak RSS over the whole table. Measured (debug build): idle 16 MiB,
+/// the shared agent 45 MiB after all its rows, heavy rows up to 463 MiB (58 x 27 MB requests, 4
+/// at a time). The largest legitimate cost is one request's results within the default result
+/// budget (256 MiB, DOWNLOADER_MAX_REQUEST_RESULT_BYTES); 512 MiB is twice that, and far below
+/// what the unfixed agent reached on these inputs (0.97 to 2 GiB, or an abort).
 const PEAK_BOUND_KIB: u64 = 512 << 10;
 
 #[test]
@@ -52,12 +52,14 @@ fn hostile_inputs_neither_crash_nor_starve_the_agent() {
                 .map(|problem| format!("{}: {problem}", line.name))
         })
         .collect();
-    assert!(
-        peak <= PEAK_BOUND_KIB,
-        "an agent peaked at {} MiB (bound {} MiB)",
-        peak >> 10,
-        PEAK_BOUND_KIB >> 10
-    );
+    let mut failed = failed;
+    if peak > PEAK_BOUND_KIB {
+        failed.push(format!(
+            "peak RSS: an agent peaked at {} MiB (bound {} MiB)",
+            peak >> 10,
+            PEAK_BOUND_KIB >> 10
+        ));
+    }
     assert!(
         failed.is_empty(),
         "{} of {} rows failed:\n{}",
