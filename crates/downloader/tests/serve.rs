@@ -98,6 +98,26 @@ fn fetch(args: &[&str]) -> Value {
     })
 }
 
+/// A plain-HTTP server on loopback that answers one request with 200 `up`, then closes.
+fn one_answer_upstream() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+            head.push(byte[0]);
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nup");
+    });
+    address
+}
+
 fn basic(apikey: &str, secret: &str) -> String {
     format!(
         "Authorization: Basic {}",
@@ -150,38 +170,55 @@ fn zero_config_serve_runs_jobs_and_keeps_its_identity() {
         .expect("sha256");
     assert_eq!(served.to_uppercase(), fingerprint.replace(':', ""));
 
-    // A job: the agent fetches its own health endpoint, trusting its own certificate.
+    // A job aimed at the agent itself is refused by the default egress policy, with no request
+    // made; a job to another loopback server runs.
     let cert_pem = STANDARD.encode(std::fs::read(&cert).expect("cert"));
+    let auth = basic(&apikey, &secret);
+    let jobs_url = format!("{url}/api/v1/jobs");
+    let post = |job: &Value| {
+        let body = job.to_string();
+        let result = fetch(&[
+            &jobs_url,
+            "--cacert",
+            cert_text,
+            "--trust",
+            "custom",
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+        ]);
+        assert_eq!(result["response"]["statusCode"], 200, "{result}");
+        let inner: Value = serde_json::from_str(result["response"]["body"].as_str().expect("body"))
+            .expect("the agent answers JSON");
+        inner
+    };
     let job = serde_json::json!({
-        "id": "first",
-        "method": "GET",
+        "id": "itself",
         "url": format!("{url}/health"),
         "config": { "trust": { "base64": cert_pem, "mode": "custom" }, "timeout": 10 },
     });
-    let auth = basic(&apikey, &secret);
-    let jobs_url = format!("{url}/api/v1/jobs");
+    let denied = post(&job);
+    assert_eq!(denied["id"], "itself", "{denied}");
+    assert_eq!(denied["ok"], false, "{denied}");
+    assert_eq!(denied["error"]["kind"], "egress.denied", "{denied}");
+    let upstream = one_answer_upstream();
+    let job = serde_json::json!({
+        "id": "first",
+        "method": "GET",
+        "url": format!("http://{upstream}/status"),
+        "config": { "timeout": 10 },
+    });
     let body = job.to_string();
-    let result = fetch(&[
-        &jobs_url,
-        "--cacert",
-        cert_text,
-        "--trust",
-        "custom",
-        "-X",
-        "POST",
-        "-H",
-        &auth,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-    ]);
-    assert_eq!(result["response"]["statusCode"], 200, "{result}");
-    let inner: Value = serde_json::from_str(result["response"]["body"].as_str().expect("body"))
-        .expect("the agent answers JSON");
+    let inner = post(&job);
     assert_eq!(inner["id"], "first", "{inner}");
     assert_eq!(inner["ok"], true, "{inner}");
     assert_eq!(inner["response"]["statusCode"], 200, "{inner}");
+    assert_eq!(inner["response"]["body"], "up", "{inner}");
 
     // Without credentials: 401, and the secret never shows in what the agent returns.
     let refused = fetch(&[
