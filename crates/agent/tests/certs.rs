@@ -286,8 +286,17 @@ async fn rotation_without_restart_and_broken_replacements_keep_the_last_good() {
     let mut config = support::config();
     config.cert_dirs = vec![dir.canonicalize().expect("dir")];
     config.trust_store = Some(trust.clone());
+    // Configured stores are reloaded with "last good" semantics; a job-named one is read
+    // afresh and parsed by the engine each time, without a last good copy.
+    config.default_cert = Some(agent::config::CertRef {
+        path: dir.join("client.p12"),
+        password: Some(keystore::Password::new(STORE)),
+        key_password: None,
+        alias: None,
+    });
     let agent = support::start(config).await;
-    let job = json!({"url": server.url("/"), "config": {"client_cert_configuration":
+    let job = json!({"url": server.url("/")});
+    let named = json!({"url": server.url("/"), "config": {"client_cert_configuration":
         {"keystorePath": "client.p12", "keystorePassword": STORE}}});
 
     // The trust store does not trust the server yet.
@@ -309,6 +318,8 @@ async fn rotation_without_restart_and_broken_replacements_keep_the_last_good() {
     let full = std::fs::read(support::fixture("client/rsa4096/openssl.p12")).expect("fixture");
     std::fs::write(dir.join("client.p12"), &full[..full.len() / 2]).expect("half write");
     std::fs::write(&trust, b"-----BEGIN CERTIFICATE-----\ngarbage").expect("garbage");
+    let result = agent.jobs(&named).await;
+    assert_eq!(result["error"]["kind"], "keystore.corrupt", "{result}");
     for _ in 0..2 {
         let result = agent.jobs(&job).await;
         assert_eq!(result["ok"], true, "{result}");

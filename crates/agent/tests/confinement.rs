@@ -324,3 +324,119 @@ async fn a_job_keystore_that_does_not_load_is_the_agents_typed_error() {
     }
     agent.stop().await;
 }
+
+/// A DER element (definite length).
+fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let contents = parts.concat();
+    let mut out = vec![tag];
+    let len = contents.len().to_be_bytes();
+    let skip = len.iter().take_while(|b| **b == 0).count();
+    if contents.len() < 0x80 {
+        out.push(contents.len() as u8);
+    } else {
+        out.push(0x80 | (len.len() - skip) as u8);
+        out.extend_from_slice(&len[skip..]);
+    }
+    out.extend(contents);
+    out
+}
+
+/// An `ENCRYPTED PRIVATE KEY` PEM with PBES2 over PBKDF2-HMAC-SHA256 with `iterations` and
+/// junk ciphertext.
+fn costly_key(iterations: u32) -> String {
+    const PBES2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d];
+    const PBKDF2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0c];
+    const HMAC_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x09];
+    const AES256_CBC: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a];
+    let mut count = iterations.to_be_bytes().to_vec();
+    if count[0] & 0x80 != 0 {
+        count.insert(0, 0);
+    }
+    let prf = tlv(0x30, &[&tlv(0x06, &[HMAC_SHA256]), &[0x05, 0x00]]);
+    let kdf_parameters = tlv(
+        0x30,
+        &[&tlv(0x04, &[b"saltsalt"]), &tlv(0x02, &[&count]), &prf],
+    );
+    let kdf = tlv(0x30, &[&tlv(0x06, &[PBKDF2]), &kdf_parameters]);
+    let cipher = tlv(0x30, &[&tlv(0x06, &[AES256_CBC]), &tlv(0x04, &[&[7; 16]])]);
+    let algorithm = tlv(0x30, &[&tlv(0x06, &[PBES2]), &tlv(0x30, &[&kdf, &cipher])]);
+    let der = tlv(0x30, &[&algorithm, &tlv(0x04, &[&[0; 48]])]);
+    let text = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
+    let mut pem = String::from("-----BEGIN ENCRYPTED PRIVATE KEY-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END ENCRYPTED PRIVATE KEY-----\n");
+    pem
+}
+
+/// A job-named keystore is parsed by the engine within the job's deadline: one whose key
+/// derivation takes seconds (allowed by generous limits) ends its 200 ms job promptly, and one
+/// over the limits is refused as too costly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_job_keystore_ends_within_the_jobs_deadline() {
+    let server = upstream::start().await;
+    let dir = support::temp_dir("costly").canonicalize().expect("dir");
+    std::fs::write(dir.join("slow.pem"), costly_key(30_000_000)).expect("write");
+    std::fs::write(dir.join("hostile.pem"), costly_key(4_000_000_000)).expect("write");
+    let mut config = support::config();
+    config.cert_dirs = vec![dir.clone()];
+    config.kdf_limits = keystore::Limits {
+        max_iterations: 100_000_000,
+        max_memory: 1 << 30,
+    };
+    let agent = support::start(config).await;
+    for (name, kind) in [
+        ("slow.pem", "timeout"),
+        ("hostile.pem", "keystore.too_costly"),
+    ] {
+        let job = json!({"url": server.url("/"), "config": {"timeout": 0.2,
+            "client_cert_configuration": {"keystorePath": name, "keystorePassword": STORE}}});
+        let started = std::time::Instant::now();
+        let result = agent.jobs(&job).await;
+        let took = started.elapsed();
+        assert_eq!(result["error"]["kind"], kind, "{name}: {result}");
+        assert!(result["response"].is_null(), "{result}");
+        assert!(took < std::time::Duration::from_secs(5), "{name}: {took:?}");
+    }
+    agent.stop().await;
+}
+
+/// Jobs that each send another wrong password for the same job-named keystore are each answered
+/// with the typed error: the agent reads the bytes and the engine parses them in its slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_wrong_passwords_are_each_a_typed_error() {
+    let server = upstream::start().await;
+    let dir = support::temp_dir("wrong-many").canonicalize().expect("dir");
+    install("client/p256/openssl.p12", &dir, "k.p12");
+    let agent = agent_for(&dir).await;
+    let jobs: Vec<Value> = (0..24)
+        .map(|n| {
+            json!({"url": server.url("/"), "config": {"client_cert_configuration":
+                {"keystorePath": "k.p12", "keystorePassword": format!("wrong-{n}")}}})
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let results = agent.jobs(&Value::Array(jobs)).await;
+    let took = started.elapsed();
+    let results = results.as_array().expect("array");
+    assert_eq!(results.len(), 24);
+    for result in results {
+        assert_eq!(
+            result["error"]["kind"], "keystore.wrong_store_password",
+            "{result}"
+        );
+        assert!(
+            result["error"]["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("client identity: ")),
+            "{result}"
+        );
+    }
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+    // A right password afterwards still works.
+    let result = agent.jobs(&job(&server.url("/"), "k.p12")).await;
+    assert!(seen_subject(&result).contains("client-p256"), "{result}");
+    agent.stop().await;
+}

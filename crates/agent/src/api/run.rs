@@ -7,13 +7,12 @@ use engine::{
     ErrorInfo, HostPattern, IdentitySource, JobBuilder, Material, Metrics, Outcome, RequestInfo,
     Source, TrustMode, TrustSource,
 };
-use keystore::TrustAnchors;
 use serde_json::Value;
 
 use super::Shared;
-use super::job::{ApiJob, CertChoice, JobTrust, Plan, Rejection, raw_id, raw_request};
-use crate::certs::{Loaded, Problem, Refused};
-use crate::config::{CertRef, Config};
+use super::job::{ApiJob, CertChoice, JobCert, JobTrust, Plan, Rejection, raw_id, raw_request};
+use crate::certs::{JobRefusal, Loaded, LoadedTrust, Problem, Refused};
+use crate::config::Config;
 
 /// What the agent adds to a result besides the engine's outcome.
 #[derive(Debug, Default)]
@@ -203,66 +202,24 @@ async fn choose_identity(
     extra: &mut Extra,
 ) -> Result<Option<IdentitySource>, Rejection> {
     let config = &shared.config;
-    let (cert, label, opened) = match choice {
+    let rules = config
+        .client_certs
+        .iter()
+        .flat_map(|rule| rule.hosts.iter().map(move |pattern| (pattern, rule)));
+    let (cert, label) = match choice {
         CertChoice::Nothing => return Ok(None),
-        CertChoice::Job(job) => {
-            extra.source = Some("job".into());
-            if let Some(bytes) = job.inline {
-                return Ok(Some(IdentitySource::Keystore {
-                    source: Source::Bytes(bytes),
-                    password: job.password,
-                    key_password: job.key_password,
-                    alias: job.alias,
-                }));
-            }
-            let requested = job.path.unwrap_or_default();
-            let opened = shared
-                .certs
-                .confine(&requested, "keystore")
-                .map_err(|refused| {
-                    let hint = format!(
-                        "put the keystore in a certificate directory ({}) and name it there",
-                        dirs(shared)
-                    );
-                    rejection(refused, hint)
-                })?;
-            let cert = CertRef {
-                path: opened.shown().to_owned(),
-                password: job.password,
-                key_password: job.key_password,
-                alias: job.alias,
-            };
-            (cert, None, Some(opened))
-        }
-        CertChoice::Inherit => {
-            let rules = config
-                .client_certs
-                .iter()
-                .flat_map(|rule| rule.hosts.iter().map(move |pattern| (pattern, rule)));
-            match (
-                HostPattern::most_specific(rules, host, port),
-                &config.default_cert,
-            ) {
-                (Some((pattern, rule)), _) => (
-                    rule.cert.clone(),
-                    Some(format!("host-rule:{pattern}")),
-                    None,
-                ),
-                (None, Some(default)) => (default.clone(), Some("default".to_owned()), None),
-                (None, None) => return Ok(None),
-            }
-        }
+        CertChoice::Job(job) => return job_identity(shared, job, extra).await.map(Some),
+        CertChoice::Inherit => match (
+            HostPattern::most_specific(rules, host, port),
+            &config.default_cert,
+        ) {
+            (Some((pattern, rule)), _) => (rule.cert.clone(), format!("host-rule:{pattern}")),
+            (None, Some(default)) => (default.clone(), "default".to_owned()),
+            (None, None) => return Ok(None),
+        },
     };
-    if let Some(label) = &label {
-        extra.source = Some(label.clone());
-    }
-    let loaded = match opened {
-        // A job-named keystore: the bytes read through the descriptor opened beneath the
-        // certificate directory, never the path again.
-        Some(file) => shared.certs.job_identity(file, &cert).await,
-        None => shared.certs.identity(&cert, label.as_deref()).await,
-    };
-    let source = match loaded {
+    extra.source = Some(label.clone());
+    let source = match shared.certs.identity(&cert, Some(&label)).await {
         Loaded::Good(loaded, warning) => {
             extra.warnings.extend(warning);
             Source::Bytes(loaded.bytes.clone())
@@ -275,6 +232,42 @@ async fn choose_identity(
         key_password: cert.key_password,
         alias: cert.alias,
     }))
+}
+
+/// The job's own keystore: inline, or named by path and read through the descriptor opened
+/// beneath a certificate directory (never by the path again). The engine parses it, in its
+/// slots and within the job's deadline, and reports a keystore that does not load.
+async fn job_identity(
+    shared: &Shared,
+    job: JobCert,
+    extra: &mut Extra,
+) -> Result<IdentitySource, Rejection> {
+    extra.source = Some("job".into());
+    let source = match job.inline {
+        Some(bytes) => Source::Bytes(bytes),
+        None => {
+            let requested = job.path.unwrap_or_default();
+            let hint = || {
+                format!(
+                    "put the keystore in a certificate directory ({}) and name it there",
+                    dirs(shared)
+                )
+            };
+            match shared.certs.read_job(requested, "keystore", false).await {
+                Ok(file) => Source::Bytes(file.bytes),
+                Err(JobRefusal::Refused(refused)) => return Err(rejection(refused, hint())),
+                Err(JobRefusal::Unusable(_, problem)) => {
+                    return Err(unusable(Material::Identity, &problem));
+                }
+            }
+        }
+    };
+    Ok(IdentitySource::Keystore {
+        source,
+        password: job.password,
+        key_password: job.key_password,
+        alias: job.alias,
+    })
 }
 
 /// A job-named path that is not used; `hint` says where such files belong.
@@ -300,7 +293,9 @@ fn unusable(material: Material, problem: &Problem) -> Rejection {
     }
 }
 
-/// The downloader-wide trust store plus the job's own, merged into one in-memory bundle.
+/// The downloader-wide trust store plus the job's own. With only one of them, it goes to the
+/// engine as it is (the engine parses the job's within the job's deadline); with both, they
+/// are merged into one in-memory bundle.
 async fn choose_trust(
     shared: &Shared,
     job: Option<JobTrust>,
@@ -324,58 +319,60 @@ async fn choose_trust(
         },
         None => None,
     };
-    let Some(job) = job else {
-        return Ok(match base {
-            None => None,
-            Some(Ok(loaded)) => Some((
-                config.trust_mode,
-                Some(TrustSource {
-                    source: Source::Bytes(loaded.pem.clone()),
-                    password: None,
-                }),
-            )),
-            Some(Err(source)) => Some((config.trust_mode, Some(source))),
-        });
+    let pem = |loaded: &LoadedTrust| TrustSource {
+        source: Source::Bytes(loaded.pem.clone()),
+        password: None,
     };
-    let added = match (job.inline, job.path) {
-        (Some(bytes), _) => {
-            let options = keystore::Options {
-                store_password: job.password.clone(),
-                limits: config.kdf_limits,
-                ..keystore::Options::default()
-            };
-            // Off the async workers: a store's key derivations take up to the limits' CPU.
-            let parsed = tokio::task::spawn_blocking(move || TrustAnchors::open(&bytes, &options))
-                .await
-                .map_err(|error| Rejection {
-                    kind: "internal",
-                    message: format!("config.trust: the parsing task failed: {error}"),
-                    hint: "this is a bug in the downloader; please report it".into(),
-                })?;
-            Some(parsed.map_err(|error| Rejection {
-                kind: error.kind(),
-                message: format!("config.trust: {error}"),
-                hint: error.hint(),
-            })?)
-        }
+    let Some(job) = job else {
+        return Ok(base.map(|base| {
+            (
+                config.trust_mode,
+                Some(base.map_or_else(|s| s, |l| pem(&l))),
+            )
+        }));
+    };
+    let added = job_trust(shared, &job).await?;
+    let has_store = added.is_some() || matches!(base, Some(Ok(_)));
+    let mode = match job.mode {
+        Some(mode) => mode,
+        None if added_only_system(config.trust_mode, has_store) => TrustMode::Both,
+        None => config.trust_mode,
+    };
+    let store = match (base, added) {
+        (Some(Ok(base)), Some(added)) => Some(merge_trust(shared, &base, added).await?),
+        (Some(Ok(base)), None) => Some(pem(&base)),
+        (_, added) => added,
+    };
+    Ok(Some((mode, store)))
+}
+
+/// The job's own trust store (inline, or named by path and read through the descriptor opened
+/// beneath a certificate directory), unparsed.
+async fn job_trust(shared: &Shared, job: &JobTrust) -> Result<Option<TrustSource>, Rejection> {
+    let password = job.password.clone();
+    let bytes = match (&job.inline, &job.path) {
+        (Some(bytes), _) => bytes.clone(),
         (None, Some(requested)) => {
-            let opened = shared
+            match shared
                 .certs
-                .confine(&requested, "trust store")
-                .map_err(|refused| {
+                .read_job(requested.clone(), "trust store", true)
+                .await
+            {
+                Ok(file) if file.bundle => {
+                    return Ok(Some(TrustSource {
+                        source: Source::Bytes(file.bytes),
+                        password: None,
+                    }));
+                }
+                Ok(file) => file.bytes,
+                Err(JobRefusal::Refused(refused)) => {
                     let hint = format!(
                         "put the trust store in a certificate directory ({})",
                         dirs(shared)
                     );
-                    rejection(refused, hint)
-                })?;
-            let path = opened.shown().to_owned();
-            match shared.certs.job_trust(opened, job.password.as_ref()).await {
-                Loaded::Good(loaded, warning) => {
-                    extra.warnings.extend(warning);
-                    Some(loaded.anchors.clone())
+                    return Err(rejection(refused, hint));
                 }
-                Loaded::Bad(problem) => {
+                Err(JobRefusal::Unusable(path, problem)) => {
                     return Err(Rejection {
                         kind: problem.kind(),
                         message: format!("config.trust: {}: {problem}", path.display()),
@@ -384,31 +381,46 @@ async fn choose_trust(
                 }
             }
         }
-        (None, None) => None,
+        (None, None) => return Ok(None),
     };
-    let mut anchors = match &base {
-        Some(Ok(loaded)) => loaded.anchors.clone(),
-        _ => TrustAnchors::default(),
+    Ok(Some(TrustSource {
+        source: Source::Bytes(bytes),
+        password,
+    }))
+}
+
+/// The configured trust store's anchors plus the job's store, as one PEM bundle. The job's
+/// store is parsed off the async workers, a few at a time, its key derivations bounded by the
+/// KDF limits.
+async fn merge_trust(
+    shared: &Shared,
+    base: &LoadedTrust,
+    added: TrustSource,
+) -> Result<TrustSource, Rejection> {
+    let Source::Bytes(bytes) = added.source else {
+        return Ok(added);
     };
-    let has_store = added.is_some() || matches!(base, Some(Ok(_)));
-    if let Some(added) = added {
-        anchors.extend(added);
-    }
-    let mode = match job.mode {
-        Some(mode) => mode,
-        None if added_only_system(config.trust_mode, has_store) => TrustMode::Both,
-        None => config.trust_mode,
-    };
-    if !has_store {
-        return Ok(Some((mode, None)));
-    }
-    Ok(Some((
-        mode,
-        Some(TrustSource {
-            source: Source::Bytes(keystore::trust_to_pem(&anchors).into()),
-            password: None,
-        }),
-    )))
+    let limits = shared.config.kdf_limits;
+    let parsed = shared
+        .certs
+        .job_trust_anchors(bytes, added.password, limits)
+        .await
+        .ok_or_else(|| Rejection {
+            kind: "internal",
+            message: "config.trust: the parsing task failed".into(),
+            hint: "this is a bug in the downloader; please report it".into(),
+        })?
+        .map_err(|error| Rejection {
+            kind: error.kind(),
+            message: format!("config.trust: {error}"),
+            hint: error.hint(),
+        })?;
+    let mut anchors = base.anchors.clone();
+    anchors.extend(parsed);
+    Ok(TrustSource {
+        source: Source::Bytes(keystore::trust_to_pem(&anchors).into()),
+        password: None,
+    })
 }
 
 /// A job that adds a store to a downloader that trusts only the system roots gets both.
@@ -449,7 +461,7 @@ fn rejected(id: Option<String>, method: String, url: String, rejection: Rejectio
 }
 
 /// A URL without its password (or only its scheme when it does not parse but has `@`).
-fn redact_url(text: &str) -> String {
+pub(crate) fn redact_url(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut url) => {
             if url.password().is_some() {

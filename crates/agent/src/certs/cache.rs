@@ -13,14 +13,12 @@ use super::{Loaded, Problem};
 /// Job-named entries kept at most; configured ones are never dropped.
 const JOB_ENTRY_LIMIT: usize = 256;
 
-/// Which entry: the file, the secrets it was opened with, and whether it was job-named.
+/// Which entry: the configured file and the secrets it was opened with (job-named files are
+/// not kept here: the engine parses and caches them).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Key {
     pub(super) path: PathBuf,
     pub(super) secrets: [u8; 32],
-    /// Job-named (opened beneath a certificate directory) rather than configured: the two never
-    /// share an entry, so a job is never answered with a configured file's last good version.
-    pub(super) confined: bool,
 }
 
 /// What is known of one entry.

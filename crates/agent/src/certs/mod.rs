@@ -6,8 +6,9 @@
 //! A job-named path is opened beneath a certificate directory's descriptor ([`open`]): the
 //! lookup that opens the file is the one that is checked, so no swap of a directory for a
 //! symlink between a check and a use can lead a job out. Everything after that — the version
-//! stamp, the bytes, the parse — goes through that one descriptor, and the engine gets the
-//! bytes, never the path. A path that leads out gets the same message whether or not anything
+//! stamp and the bytes — goes through that one descriptor, on the blocking pool, and the engine
+//! gets the bytes, never the path; it parses them in its slots within the job's deadline (the
+//! agent parses only configured stores, and a job-named trust directory's certificates). A path that leads out gets the same message whether or not anything
 //! exists there.
 //!
 //! # Why metadata checks, not a watcher
@@ -42,6 +43,9 @@ use self::open::{READ, Refusal, Roots, climbs_out, lexically_inside, normalize};
 pub(crate) use self::read::Opened;
 use crate::config::CertRef;
 
+/// Job trust stores parsed by the agent at the same time, at most.
+const PARSERS: usize = 2;
+
 /// The certificate directories and everything loaded from disk.
 #[derive(Debug)]
 pub(crate) struct Certs {
@@ -50,6 +54,8 @@ pub(crate) struct Certs {
     trusts: Mutex<HashMap<Key, Slot<LoadedTrust>>>,
     /// Caps on the key-derivation work of the stores opened (`keystore.too_costly`).
     limits: keystore::Limits,
+    /// Slots for parsing a job's trust store that must be merged with the configured one.
+    parsers: Arc<tokio::sync::Semaphore>,
 }
 
 /// A client identity that loaded: the keystore bytes and its leaf certificate.
@@ -87,6 +93,24 @@ pub(crate) enum Problem {
     Unreadable(String),
 }
 
+/// A job-named file, read (not parsed).
+#[derive(Debug)]
+pub(crate) struct JobFile {
+    /// The file's bytes, or a trust directory's certificates as a PEM bundle.
+    pub(crate) bytes: Bytes,
+    /// Whether `bytes` is a bundle made from a directory (it has no password then).
+    pub(crate) bundle: bool,
+}
+
+/// Why a job-named file is not used.
+#[derive(Debug)]
+pub(crate) enum JobRefusal {
+    /// The path is not allowed or could not be opened.
+    Refused(Refused),
+    /// It was opened but could not be read (or, for a directory, holds no certificates).
+    Unusable(PathBuf, Problem),
+}
+
 /// A job-named path that is not used, with the kind of the job's error.
 #[derive(Debug)]
 pub(crate) struct Refused {
@@ -103,6 +127,7 @@ impl Certs {
             identities: Mutex::new(HashMap::new()),
             trusts: Mutex::new(HashMap::new()),
             limits: keystore::Limits::default(),
+            parsers: Arc::new(tokio::sync::Semaphore::new(PARSERS)),
         }
     }
 
@@ -118,65 +143,69 @@ impl Certs {
     }
 
     /// Opens a job-named path (`what`: "keystore", "trust store") beneath a certificate
-    /// directory: relative paths in each directory in turn, absolute ones only when they
-    /// lexically start with a certificate directory (and then relative to it).
-    pub(crate) fn confine(&self, requested: &str, what: &str) -> Result<Opened, Refused> {
-        let not_allowed = |why: &str| Refused {
-            kind: "keystore.path_not_allowed",
-            message: format!("{what} path '{requested}' is not allowed: {why}"),
-        };
-        // One message for every way out, whether or not anything exists there.
-        let outside = || not_allowed("it is outside the certificate directories");
-        if self.dirs.is_empty() {
-            return Err(not_allowed(
-                "no certificate directories are configured (DOWNLOADER_CERT_DIRS)",
-            ));
-        }
-        let path = Path::new(requested);
-        let candidates: Vec<(usize, PathBuf)> = if path.is_absolute() {
-            vec![lexically_inside(&self.dirs, path).ok_or_else(outside)?]
-        } else if climbs_out(path) {
-            return Err(outside());
-        } else {
-            (0..self.dirs.len())
-                .map(|root| (root, path.to_owned()))
-                .collect()
-        };
-        let roots = Roots::open(self.dirs.clone());
-        let mut escaped = false;
-        for (root, relative) in candidates {
-            match roots.open_beneath(root, &relative, READ) {
-                Ok(fd) => {
-                    let shown = roots.dirs()[root].join(normalize(&relative));
-                    return Opened::beneath(shown, fd, roots, root, relative).map_err(|problem| {
-                        Refused {
-                            kind: problem.kind(),
-                            message: format!("{what} path '{requested}': {problem}"),
-                        }
+    /// directory and reads it, all on the blocking pool: the bytes of a file, or (with
+    /// `directories`) a trust directory's certificates as one PEM bundle. Nothing is parsed
+    /// here but a directory's certificates (no key derivation): a keystore or trust store file
+    /// goes to the engine as bytes, which parses it in its slots within the job's deadline.
+    pub(crate) async fn read_job(
+        &self,
+        requested: String,
+        what: &'static str,
+        directories: bool,
+    ) -> Result<JobFile, JobRefusal> {
+        let dirs = self.dirs.clone();
+        tokio::task::spawn_blocking(move || {
+            let opened = confine(&dirs, &requested, what).map_err(JobRefusal::Refused)?;
+            let shown = opened.shown().to_owned();
+            let fail = |problem| JobRefusal::Unusable(shown.clone(), problem);
+            let snapshot = opened.snapshot(directories).map_err(fail)?;
+            let parts = snapshot.read().map_err(fail)?;
+            let bytes = match parts.as_slice() {
+                [(name, bytes)] if name.is_empty() => Bytes::from(bytes.clone()),
+                files => {
+                    let files = files.iter().map(|(n, b)| (n.as_str(), b.as_slice()));
+                    let anchors = TrustAnchors::from_directory(files)
+                        .map_err(|error| fail(Problem::Keystore(error)))?;
+                    return Ok(JobFile {
+                        bytes: Bytes::from(keystore::trust_to_pem(&anchors)),
+                        bundle: true,
                     });
                 }
-                Err(Refusal::Missing) => {}
-                Err(Refusal::Outside) => escaped = true,
-                Err(Refusal::Failed(error)) => {
-                    return Err(Refused {
-                        kind: "keystore.unreadable",
-                        message: format!(
-                            "{what} path '{requested}' cannot be opened: {}",
-                            std::io::Error::from(error)
-                        ),
-                    });
-                }
-            }
-        }
-        if escaped {
-            return Err(outside());
-        }
-        Err(Refused {
-            kind: "keystore.path_not_allowed",
-            message: format!(
-                "{what} path '{requested}' does not exist in the certificate directories"
-            ),
+            };
+            Ok(JobFile {
+                bytes,
+                bundle: false,
+            })
         })
+        .await
+        .unwrap_or_else(|error| {
+            Err(JobRefusal::Refused(Refused {
+                kind: "internal",
+                message: format!("the task reading the {what} failed: {error}"),
+            }))
+        })
+    }
+
+    /// Parses a job's trust store (to merge it with the configured one) on the blocking pool,
+    /// a few at a time, its key derivations bounded by `limits`; `None` when the task failed.
+    pub(crate) async fn job_trust_anchors(
+        &self,
+        bytes: Bytes,
+        password: Option<Password>,
+        limits: keystore::Limits,
+    ) -> Option<Result<TrustAnchors, keystore::Error>> {
+        let slot = self.parsers.clone().acquire_owned().await.ok()?;
+        let options = Options {
+            store_password: password,
+            limits,
+            ..Options::default()
+        };
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            TrustAnchors::open(&bytes, &options)
+        })
+        .await
+        .ok()
     }
 
     /// A configured client identity, reloaded when the file changed; the last good one when
@@ -186,34 +215,13 @@ impl Certs {
         cert: &CertRef,
         label: Option<&str>,
     ) -> Loaded<LoadedIdentity> {
-        self.identity_in(Opened::path(&cert.path), cert, label, false)
-            .await
-    }
-
-    /// A job-named client identity from the file [`Certs::confine`] opened (`cert.path` is
-    /// the path it showed).
-    pub(crate) async fn job_identity(
-        &self,
-        file: Opened,
-        cert: &CertRef,
-    ) -> Loaded<LoadedIdentity> {
-        self.identity_in(Ok(file), cert, None, true).await
-    }
-
-    async fn identity_in(
-        &self,
-        file: Result<Opened, Problem>,
-        cert: &CertRef,
-        label: Option<&str>,
-        confined: bool,
-    ) -> Loaded<LoadedIdentity> {
+        let file = Opened::path(&cert.path);
         let key = Key {
             path: cert.path.clone(),
             secrets: keystore::secrets_digest(
                 &[cert.password.as_ref(), cert.key_password.as_ref()],
                 cert.alias.as_deref(),
             ),
-            confined,
         };
         let owned = cert.clone();
         let limits = self.limits;
@@ -236,32 +244,10 @@ impl Certs {
         password: Option<&Password>,
         label: Option<&str>,
     ) -> Loaded<LoadedTrust> {
-        self.trust_in(Opened::path(path), path, password, label, false)
-            .await
-    }
-
-    /// A job-named trust store (file or directory) from the file [`Certs::confine`] opened.
-    pub(crate) async fn job_trust(
-        &self,
-        file: Opened,
-        password: Option<&Password>,
-    ) -> Loaded<LoadedTrust> {
-        let path = file.shown().to_owned();
-        self.trust_in(Ok(file), &path, password, None, true).await
-    }
-
-    async fn trust_in(
-        &self,
-        file: Result<Opened, Problem>,
-        path: &Path,
-        password: Option<&Password>,
-        label: Option<&str>,
-        confined: bool,
-    ) -> Loaded<LoadedTrust> {
+        let file = Opened::path(path);
         let key = Key {
             path: path.to_owned(),
             secrets: keystore::secrets_digest(&[password], None),
-            confined,
         };
         let password = password.cloned();
         let limits = self.limits;
@@ -328,6 +314,66 @@ impl fmt::Display for Problem {
             Self::Unreadable(detail) => f.write_str(detail),
         }
     }
+}
+
+/// Opens a job-named path (`what`: "keystore", "trust store") beneath a certificate
+/// directory: relative paths in each directory in turn, absolute ones only when they
+/// lexically start with a certificate directory (and then relative to it).
+fn confine(dirs: &Arc<[PathBuf]>, requested: &str, what: &str) -> Result<Opened, Refused> {
+    let not_allowed = |why: &str| Refused {
+        kind: "keystore.path_not_allowed",
+        message: format!("{what} path '{requested}' is not allowed: {why}"),
+    };
+    // One message for every way out, whether or not anything exists there.
+    let outside = || not_allowed("it is outside the certificate directories");
+    if dirs.is_empty() {
+        return Err(not_allowed(
+            "no certificate directories are configured (DOWNLOADER_CERT_DIRS)",
+        ));
+    }
+    let path = Path::new(requested);
+    let candidates: Vec<(usize, PathBuf)> = if path.is_absolute() {
+        vec![lexically_inside(dirs, path).ok_or_else(outside)?]
+    } else if climbs_out(path) {
+        return Err(outside());
+    } else {
+        (0..dirs.len())
+            .map(|root| (root, path.to_owned()))
+            .collect()
+    };
+    let roots = Roots::open(dirs.clone());
+    let mut escaped = false;
+    for (root, relative) in candidates {
+        match roots.open_beneath(root, &relative, READ) {
+            Ok(fd) => {
+                let shown = roots.dirs()[root].join(normalize(&relative));
+                return Opened::beneath(shown, fd, roots, root, relative).map_err(|problem| {
+                    Refused {
+                        kind: problem.kind(),
+                        message: format!("{what} path '{requested}': {problem}"),
+                    }
+                });
+            }
+            Err(Refusal::Missing) => {}
+            Err(Refusal::Outside) => escaped = true,
+            Err(Refusal::Failed(error)) => {
+                return Err(Refused {
+                    kind: "keystore.unreadable",
+                    message: format!(
+                        "{what} path '{requested}' cannot be opened: {}",
+                        std::io::Error::from(error)
+                    ),
+                });
+            }
+        }
+    }
+    if escaped {
+        return Err(outside());
+    }
+    Err(Refused {
+        kind: "keystore.path_not_allowed",
+        message: format!("{what} path '{requested}' does not exist in the certificate directories"),
+    })
 }
 
 fn parse_identity(
