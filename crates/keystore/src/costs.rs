@@ -147,17 +147,17 @@ impl<'a> Budget<'a> {
                     ));
                 };
                 self.memory = self.memory.saturating_add(memory);
-                if let Some(ceiling) = ceiling {
-                    if lane > u128::from(ceiling.max_memory) || p > P12_MAX_SCRYPT_P {
-                        return Err(self.too_costly(
-                            format!("{parameters} ({} of memory)", bytes(memory)),
-                            format!(
-                                "{} per lane and p={P12_MAX_SCRYPT_P} (the most the PKCS#12 \
-                                 reader takes)",
-                                bytes(u128::from(ceiling.max_memory))
-                            ),
-                        ));
-                    }
+                if let Some(ceiling) = ceiling
+                    && (lane > u128::from(ceiling.max_memory) || p > P12_MAX_SCRYPT_P)
+                {
+                    return Err(self.too_costly(
+                        format!("{parameters} ({} of memory)", bytes(memory)),
+                        format!(
+                            "{} per lane and p={P12_MAX_SCRYPT_P} (the most the PKCS#12 \
+                             reader takes)",
+                            bytes(u128::from(ceiling.max_memory))
+                        ),
+                    ));
                 }
                 if self.memory > u128::from(self.limits.max_memory) {
                     let asks = if self.scrypts == 1 {
