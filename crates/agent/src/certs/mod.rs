@@ -244,14 +244,21 @@ impl Certs {
         password: Option<&Password>,
         label: Option<&str>,
     ) -> Loaded<LoadedTrust> {
-        let file = Opened::path(path);
         let key = Key {
             path: path.to_owned(),
             secrets: keystore::secrets_digest(&[password], None),
         };
         let password = password.cloned();
         let limits = self.limits;
-        let snapshot = file.and_then(|file| file.snapshot(true));
+        // A trust directory is listed and its entries opened: on the blocking pool.
+        let owned = path.to_owned();
+        let snapshot = tokio::task::spawn_blocking(move || Opened::path(&owned)?.snapshot(true))
+            .await
+            .unwrap_or_else(|error| {
+                Err(Problem::Unreadable(format!(
+                    "the listing task failed: {error}"
+                )))
+            });
         load(
             &self.trusts,
             key,
