@@ -59,9 +59,9 @@ impl Lookup<'_> {
         };
         Ok(JobLimits {
             template_output,
-            headers: self.number("MAX_HEADERS", defaults.headers)?,
-            params: self.number("MAX_PARAMS", defaults.params)?,
-            parts: self.number("MAX_PARTS", defaults.parts)?,
+            headers: self.whole("MAX_HEADERS", defaults.headers, 0)?,
+            params: self.whole("MAX_PARAMS", defaults.params, 0)?,
+            parts: self.whole("MAX_PARTS", defaults.parts, 0)?,
         })
     }
 }

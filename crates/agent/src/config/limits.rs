@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Lookup, parse_size};
+use super::{Config, Flags, Lookup, parse_size};
 use crate::error::Error;
 
 /// The default header read timeout (and TLS handshake timeout): 10 seconds.
@@ -19,6 +19,9 @@ const DEFAULT_H2_MAX_STREAMS: u32 = 128;
 const DEFAULT_MAX_BATCH: usize = 1000;
 /// The default budget of response bytes one API request may hold: 256 MiB.
 const DEFAULT_MAX_REQUEST_RESULT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The longest time any seconds setting may name: one day.
+const MAX_SECONDS: Duration = Duration::from_secs(86_400);
 
 /// Limits of the job API server and of each API request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,23 +71,11 @@ impl Lookup<'_> {
     /// Reads [`Limits`]; every value must be positive.
     pub(super) fn limits(&self) -> Result<Limits, Error> {
         let defaults = Limits::default();
-        let count = |name: &str, default: usize| -> Result<usize, Error> {
-            match self.new_setting(name)? {
-                Some(value) => value
-                    .text
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Error::config(value.setting, "must be a whole number above 0")),
-                None => Ok(default),
-            }
-        };
         let max_connections = match self.new_setting("MAX_CONNECTIONS")? {
-            Some(_) => Some(count("MAX_CONNECTIONS", 0)?),
+            Some(_) => Some(self.whole("MAX_CONNECTIONS", 0, 1)?),
             None => None,
         };
-        let h2_max_streams = count("H2_MAX_STREAMS", defaults.h2_max_streams as usize)?;
+        let h2_max_streams = self.whole("H2_MAX_STREAMS", defaults.h2_max_streams as usize, 1)?;
         let h2_max_streams = u32::try_from(h2_max_streams).map_err(|_| {
             Error::config("DOWNLOADER_H2_MAX_STREAMS", "must be at most 4294967295")
         })?;
@@ -98,23 +89,99 @@ impl Lookup<'_> {
             None => defaults.max_request_result_bytes,
         };
         Ok(Limits {
-            header_timeout: self.seconds("HEADER_TIMEOUT", defaults.header_timeout)?,
-            tls_handshake_timeout: self
-                .seconds("TLS_HANDSHAKE_TIMEOUT", defaults.tls_handshake_timeout)?,
-            idle_timeout: self.seconds("IDLE_TIMEOUT", defaults.idle_timeout)?,
-            h2_keepalive_interval: self
-                .seconds("H2_KEEPALIVE_INTERVAL", defaults.h2_keepalive_interval)?,
-            h2_keepalive_timeout: self
-                .seconds("H2_KEEPALIVE_TIMEOUT", defaults.h2_keepalive_timeout)?,
+            header_timeout: self.seconds("HEADER_TIMEOUT", defaults.header_timeout, false)?,
+            tls_handshake_timeout: self.seconds(
+                "TLS_HANDSHAKE_TIMEOUT",
+                defaults.tls_handshake_timeout,
+                false,
+            )?,
+            idle_timeout: self.seconds("IDLE_TIMEOUT", defaults.idle_timeout, false)?,
+            h2_keepalive_interval: self.seconds(
+                "H2_KEEPALIVE_INTERVAL",
+                defaults.h2_keepalive_interval,
+                false,
+            )?,
+            h2_keepalive_timeout: self.seconds(
+                "H2_KEEPALIVE_TIMEOUT",
+                defaults.h2_keepalive_timeout,
+                false,
+            )?,
             h2_max_streams,
             max_connections,
-            max_batch: count("MAX_BATCH", defaults.max_batch)?,
+            max_batch: self.whole("MAX_BATCH", defaults.max_batch, 1)?,
             max_request_result_bytes,
         })
     }
 
-    /// A positive number of seconds (fractions allowed).
-    fn seconds(&self, name: &str, default: Duration) -> Result<Duration, Error> {
+    /// How many jobs run and wait at once, and the body limit.
+    pub(super) fn capacity(&self, flags: &Flags, config: &mut Config) -> Result<(), Error> {
+        config.max_jobs = match flags.max_jobs {
+            Some(n) => n,
+            None => self.whole("MAX_JOBS", super::DEFAULT_MAX_JOBS, 0)?,
+        };
+        if config.max_jobs == 0 {
+            return Err(Error::config("max_jobs", "must be at least 1"));
+        }
+        config.queue_limit = match flags.queue_limit {
+            Some(n) => n,
+            None => self.whole("QUEUE_LIMIT", super::DEFAULT_QUEUE_LIMIT, 0)?,
+        };
+        config.max_body = match self.new_setting("MAX_BODY")? {
+            Some(value) => parse_size(&value.text).filter(|n| *n > 0).ok_or_else(|| {
+                Error::config(
+                    value.setting,
+                    "must be a size such as 52428800, 512K, 50M or 1G",
+                )
+            })?,
+            None => super::DEFAULT_MAX_BODY,
+        };
+        Ok(())
+    }
+
+    /// The KDF caps of keystores (`DOWNLOADER_MAX_KDF_ITERATIONS`, a whole number above 0,
+    /// and `DOWNLOADER_MAX_KDF_MEMORY`, a size above 0); unset ones keep `defaults`.
+    pub(super) fn kdf_limits(&self, defaults: keystore::Limits) -> Result<keystore::Limits, Error> {
+        let default_iterations = usize::try_from(defaults.max_iterations).unwrap_or(usize::MAX);
+        let max_iterations = self.whole("MAX_KDF_ITERATIONS", default_iterations, 1)?;
+        let max_memory = match self.new_setting("MAX_KDF_MEMORY")? {
+            Some(value) => parse_size(&value.text).filter(|n| *n > 0).ok_or_else(|| {
+                Error::config(
+                    value.setting,
+                    "must be a size such as 268435456, 256M or 1G",
+                )
+            })?,
+            None => defaults.max_memory,
+        };
+        Ok(keystore::Limits {
+            max_iterations: u64::try_from(max_iterations).unwrap_or(u64::MAX),
+            max_memory,
+        })
+    }
+
+    /// A whole number of at least `min`; `default` when unset.
+    pub(super) fn whole(&self, name: &str, default: usize, min: usize) -> Result<usize, Error> {
+        let Some(value) = self.new_setting(name)? else {
+            return Ok(default);
+        };
+        let number = value.text.trim().parse::<usize>().ok();
+        match number.filter(|n| *n >= min) {
+            Some(n) => Ok(n),
+            None if min == 0 => Err(Error::config(value.setting, "must be a whole number")),
+            None => Err(Error::config(
+                value.setting,
+                format!("must be a whole number above {}", min - 1),
+            )),
+        }
+    }
+
+    /// A number of seconds (fractions allowed), at most a day and above 0 unless `zero` is
+    /// allowed; `default` when unset.
+    pub(super) fn seconds(
+        &self,
+        name: &str,
+        default: Duration,
+        zero: bool,
+    ) -> Result<Duration, Error> {
         let Some(value) = self.new_setting(name)? else {
             return Ok(default);
         };
@@ -124,12 +191,14 @@ impl Lookup<'_> {
             .parse::<f64>()
             .ok()
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-            .filter(|duration| !duration.is_zero() && *duration <= Duration::from_secs(86_400))
+            .filter(|duration| (zero || !duration.is_zero()) && *duration <= MAX_SECONDS)
             .ok_or_else(|| {
-                Error::config(
-                    value.setting,
-                    "must be a number of seconds above 0, at most 86400",
-                )
+                let problem = if zero {
+                    "must be a number of seconds, at most 86400"
+                } else {
+                    "must be a number of seconds above 0, at most 86400"
+                };
+                Error::config(value.setting, problem)
             })
     }
 }
@@ -191,5 +260,34 @@ mod tests {
             let error = limits(&[(name, value)]).expect_err(name);
             assert!(error.to_string().contains(name), "{error}");
         }
+    }
+
+    #[test]
+    fn whole_and_seconds_keep_each_settings_range() {
+        let env = Env([
+            ("DOWNLOADER_SHUTDOWN_GRACE", "0"),
+            ("DOWNLOADER_MAX_KDF_ITERATIONS", "0"),
+            ("DOWNLOADER_QUEUE_LIMIT", "0"),
+            ("DOWNLOADER_IDLE_TIMEOUT", "1e19"),
+        ]
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect());
+        let lookup = Lookup {
+            env: &env,
+            file: toml::Table::new(),
+        };
+        let grace = lookup.seconds("SHUTDOWN_GRACE", Duration::from_secs(30), true);
+        assert_eq!(grace.expect("0 is a grace"), Duration::ZERO);
+        let error = lookup
+            .seconds("IDLE_TIMEOUT", Duration::from_secs(1), true)
+            .expect_err("above a day");
+        assert!(error.to_string().contains("at most 86400"), "{error}");
+        assert_eq!(lookup.whole("QUEUE_LIMIT", 7, 0).expect("0 is a queue"), 0);
+        let error = lookup
+            .kdf_limits(keystore::Limits::default())
+            .expect_err("0 iterations");
+        assert!(error.to_string().contains("above 0"), "{error}");
+        assert_eq!(lookup.whole("MAX_BATCH", 5, 1).expect("unset"), 5);
     }
 }

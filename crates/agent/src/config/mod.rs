@@ -8,19 +8,22 @@
 //! Loading checks every value and that named directories exist; it never binds a port. Keystores
 //! are loaded afterwards, by [`crate::Agent::build`].
 
+mod client_certs;
+mod credentials;
 mod egress;
 mod job_limits;
 mod limits;
 mod reference;
 mod source;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use engine::TrustMode;
 use keystore::Password;
 
+pub use client_certs::HostRule;
+pub use credentials::Credentials;
 pub use engine::HostPattern;
 pub use job_limits::JobLimits;
 pub use limits::Limits;
@@ -29,6 +32,7 @@ pub use source::{Environment, Flags, Source};
 
 pub use crate::amqp::Rabbit;
 
+use client_certs::parse_default_cert;
 pub(crate) use reference::{ClientCertJson, secret_text};
 use source::{Origin, Value};
 
@@ -165,24 +169,6 @@ pub struct Config {
     /// The egress policy every job is checked against (`DOWNLOADER_EGRESS_DENY`,
     /// `DOWNLOADER_EGRESS_ALLOW`, and the default denies, the agent's own address included).
     pub egress: std::sync::Arc<engine::EgressPolicy>,
-}
-
-/// The apikey and secret the engine authenticates with.
-#[derive(Clone)]
-pub struct Credentials {
-    /// The API key (not secret: it names the downloader).
-    pub apikey: String,
-    /// The secret.
-    pub secret: Password,
-}
-
-/// A `[[client_certs]]` rule.
-#[derive(Debug, Clone)]
-pub struct HostRule {
-    /// The hosts it covers.
-    pub hosts: Vec<HostPattern>,
-    /// The keystore.
-    pub cert: CertRef,
 }
 
 /// Log line format.
@@ -354,6 +340,33 @@ impl Lookup<'_> {
         let mut config = Config::defaults(data_dir);
         config.listen = self.listen(flags)?;
         config.cert_dirs = self.cert_dirs(flags)?;
+        self.trust(&mut config)?;
+        self.capacity(flags, &mut config)?;
+        config.kdf_limits = self.kdf_limits(config.kdf_limits)?;
+        let log_format = match flags.log_format.clone() {
+            Some(text) => Some(Value::flag("log-format", text)),
+            None => self.new_setting("LOG_FORMAT")?,
+        };
+        if let Some(value) = log_format {
+            config.log_format = match value.text.trim().to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(Error::config(value.setting, "must be text or json")),
+            };
+        }
+        config.credentials = self.credentials()?;
+        self.modes(&mut config)?;
+        config.client_certs = self.host_rules()?;
+        config.limits = self.limits()?;
+        config.job_limits = self.job_limits()?;
+        config.egress = self.egress()?;
+        config.shutdown_grace = self.seconds("SHUTDOWN_GRACE", config.shutdown_grace, true)?;
+        Ok(config)
+    }
+
+    /// The downloader-wide trust store and mode, the agent's own TLS keystore and the CA that
+    /// verifies engine clients.
+    fn trust(&self, config: &mut Config) -> Result<(), Error> {
         if let Some(value) = self.new_setting("TRUST_STORE")? {
             let path = PathBuf::from(&value.text);
             if !path.exists() {
@@ -401,76 +414,12 @@ impl Lookup<'_> {
             }
             config.engine_client_ca = Some(path);
         }
-        config.max_jobs = match flags.max_jobs {
-            Some(n) => n,
-            None => self.number("MAX_JOBS", DEFAULT_MAX_JOBS)?,
-        };
-        if config.max_jobs == 0 {
-            return Err(Error::config("max_jobs", "must be at least 1"));
-        }
-        config.queue_limit = match flags.queue_limit {
-            Some(n) => n,
-            None => self.number("QUEUE_LIMIT", DEFAULT_QUEUE_LIMIT)?,
-        };
-        config.max_body = match self.new_setting("MAX_BODY")? {
-            Some(value) => parse_size(&value.text).filter(|n| *n > 0).ok_or_else(|| {
-                Error::config(
-                    value.setting,
-                    "must be a size such as 52428800, 512K, 50M or 1G",
-                )
-            })?,
-            None => DEFAULT_MAX_BODY,
-        };
-        if let Some(value) = self.new_setting("MAX_KDF_ITERATIONS")? {
-            let iterations = value.text.trim().parse().ok().filter(|n| *n > 0);
-            config.kdf_limits.max_iterations = iterations.ok_or_else(|| {
-                Error::config(value.setting, "must be a whole number such as 2000000")
-            })?;
-        }
-        if let Some(value) = self.new_setting("MAX_KDF_MEMORY")? {
-            let bytes = parse_size(&value.text).filter(|n| *n > 0);
-            config.kdf_limits.max_memory = bytes.ok_or_else(|| {
-                Error::config(
-                    value.setting,
-                    "must be a size such as 268435456, 256M or 1G",
-                )
-            })?;
-        }
-        let log_format = match flags.log_format.clone() {
-            Some(text) => Some(Value::flag("log-format", text)),
-            None => self.new_setting("LOG_FORMAT")?,
-        };
-        if let Some(value) = log_format {
-            config.log_format = match value.text.trim().to_ascii_lowercase().as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                _ => return Err(Error::config(value.setting, "must be text or json")),
-            };
-        }
-        config.credentials = match (self.reference("apikey")?, self.reference("secret")?) {
-            (Some(apikey), Some(secret)) => {
-                if apikey.text.is_empty() || secret.text.is_empty() {
-                    return Err(Error::config(
-                        apikey.setting,
-                        "apikey and secret must not be empty",
-                    ));
-                }
-                if apikey.text.contains(':') {
-                    return Err(Error::config(apikey.setting, "must not contain ':'"));
-                }
-                Some(Credentials {
-                    apikey: apikey.text,
-                    secret: Password::new(secret.text),
-                })
-            }
-            (None, None) => None,
-            (Some(value), None) | (None, Some(value)) => {
-                return Err(Error::config(
-                    value.setting,
-                    "apikey and secret must be set together",
-                ));
-            }
-        };
+        Ok(())
+    }
+
+    /// The reference system's modes: HTTP, TLS, RabbitMQ, validation, the default client
+    /// certificate and the proxies. Needs `config.max_jobs`.
+    fn modes(&self, config: &mut Config) -> Result<(), Error> {
         config.use_http = self.boolean("use_http", true)?;
         config.use_ssl = self.boolean("use_ssl", true)?;
         if self.boolean("use_rabbit", false)? {
@@ -497,20 +446,7 @@ impl Lookup<'_> {
             config.proxies = reference::parse_proxies(&value.text)
                 .map_err(|problem| Error::config(value.setting, problem))?;
         }
-        config.client_certs = self.host_rules()?;
-        config.limits = self.limits()?;
-        config.job_limits = self.job_limits()?;
-        config.egress = self.egress()?;
-        if let Some(value) = self.new_setting("SHUTDOWN_GRACE")? {
-            config.shutdown_grace = value
-                .text
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
-                .ok_or_else(|| Error::config(value.setting, "must be a number of seconds"))?;
-        }
-        Ok(config)
+        Ok(())
     }
 
     fn listen(&self, flags: &Flags) -> Result<SocketAddr, Error> {
@@ -581,135 +517,12 @@ impl Lookup<'_> {
             .collect()
     }
 
-    fn number(&self, name: &str, default: usize) -> Result<usize, Error> {
-        match self.new_setting(name)? {
-            Some(value) => value
-                .text
-                .trim()
-                .parse()
-                .map_err(|_| Error::config(value.setting, "must be a whole number")),
-            None => Ok(default),
-        }
-    }
-
     fn boolean(&self, name: &str, default: bool) -> Result<bool, Error> {
         match self.reference(name)? {
             Some(value) => parse_bool(&value.text)
                 .ok_or_else(|| Error::config(value.setting, "must be true or false")),
             None => Ok(default),
         }
-    }
-
-    fn host_rules(&self) -> Result<Vec<HostRule>, Error> {
-        let Some(value) = self.file.get("client_certs") else {
-            return Ok(Vec::new());
-        };
-        let rules = value.as_array().ok_or_else(|| {
-            Error::config(
-                "client_certs (config file)",
-                "must be [[client_certs]] tables",
-            )
-        })?;
-        let mut parsed = Vec::with_capacity(rules.len());
-        for (index, rule) in rules.iter().enumerate() {
-            let setting = format!("client_certs[{index}] (config file)");
-            let table = rule
-                .as_table()
-                .ok_or_else(|| Error::config(setting.clone(), "must be a table"))?;
-            for key in table.keys() {
-                if ![
-                    "hosts",
-                    "keystore",
-                    "password",
-                    "password_env",
-                    "password_file",
-                    "key_password",
-                    "alias",
-                ]
-                .contains(&key.as_str())
-                {
-                    return Err(Error::config(
-                        setting,
-                        format!(
-                            "unknown key '{key}'; known: hosts, keystore, password, password_env, password_file, key_password, alias"
-                        ),
-                    ));
-                }
-            }
-            let hosts = table
-                .get("hosts")
-                .and_then(toml::Value::as_array)
-                .ok_or_else(|| Error::config(setting.clone(), "needs hosts = [\"host\", ...]"))?;
-            let mut patterns = Vec::with_capacity(hosts.len());
-            for host in hosts {
-                let refuse = |why: String| {
-                    Error::config(
-                        setting.clone(),
-                        format!("{host:?} is not host, host:port or *.domain: {why}"),
-                    )
-                };
-                let text = host
-                    .as_str()
-                    .ok_or_else(|| refuse("a host rule names hosts as strings".into()))?;
-                let pattern =
-                    HostPattern::parse(text).map_err(|error| refuse(error.to_string()))?;
-                if pattern.is_any() {
-                    return Err(refuse(
-                        "'*' would cover every host: use client_cert_configuration for a \
-                         downloader-wide certificate"
-                            .into(),
-                    ));
-                }
-                patterns.push(pattern);
-            }
-            let keystore = table
-                .get("keystore")
-                .and_then(toml::Value::as_str)
-                .ok_or_else(|| Error::config(setting.clone(), "needs keystore = \"path\""))?;
-            let text = |key: &str| {
-                table
-                    .get(key)
-                    .and_then(toml::Value::as_str)
-                    .map(str::to_owned)
-            };
-            let password = match (
-                text("password"),
-                text("password_env"),
-                text("password_file"),
-            ) {
-                (Some(password), None, None) => Some(Password::new(password)),
-                (None, Some(name), None) => {
-                    Some(Password::new(self.env.var(&name).ok_or_else(|| {
-                        Error::config(setting.clone(), format!("password_env: {name} is not set"))
-                    })?))
-                }
-                (None, None, Some(file)) => {
-                    let text = std::fs::read_to_string(&file).map_err(|error| {
-                        Error::config(setting.clone(), format!("password_file {file}: {error}"))
-                    })?;
-                    let text = text.strip_suffix('\n').unwrap_or(&text);
-                    let text = text.strip_suffix('\r').unwrap_or(text);
-                    Some(Password::new(text))
-                }
-                (None, None, None) => None,
-                _ => {
-                    return Err(Error::config(
-                        setting,
-                        "give at most one of password, password_env and password_file",
-                    ));
-                }
-            };
-            parsed.push(HostRule {
-                hosts: patterns,
-                cert: CertRef {
-                    path: PathBuf::from(keystore),
-                    password,
-                    key_password: text("key_password").map(Password::new),
-                    alias: text("alias"),
-                },
-            });
-        }
-        Ok(parsed)
     }
 }
 
@@ -724,33 +537,6 @@ fn default_data_dir(xdg: Option<String>, home: Option<String>) -> Result<PathBuf
             "is not set and neither XDG_DATA_HOME nor HOME is",
         )),
     }
-}
-
-fn parse_default_cert(value: &Value) -> Result<Option<CertRef>, Error> {
-    if value.text.trim().is_empty() || value.text.trim() == "null" {
-        return Ok(None);
-    }
-    let json: ClientCertJson = serde_json::from_str(&value.text).map_err(|error| {
-        Error::config(
-            value.setting.clone(),
-            format!("must be JSON {{\"keystorePath\": ..., \"keystorePassword\": ...}}: {error}"),
-        )
-    })?;
-    if json.keystore_base64.is_some() {
-        return Err(Error::config(
-            value.setting.clone(),
-            "keystoreBase64 is for jobs; give keystorePath",
-        ));
-    }
-    let path = json
-        .keystore_path
-        .ok_or_else(|| Error::config(value.setting.clone(), "needs keystorePath"))?;
-    Ok(Some(CertRef {
-        path: PathBuf::from(path),
-        password: json.keystore_password.map(Password::new),
-        key_password: json.key_password.map(Password::new),
-        alias: json.key_alias,
-    }))
 }
 
 fn parse_listen(text: &str) -> Option<SocketAddr> {
@@ -792,15 +578,6 @@ fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(factor)
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("apikey", &self.apikey)
-            .field("secret", &self.secret)
-            .finish()
-    }
 }
 
 #[cfg(test)]
