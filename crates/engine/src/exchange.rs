@@ -7,7 +7,7 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Serialize, Serializer};
@@ -161,44 +161,69 @@ pub(crate) fn request(
 }
 
 /// Reads the body, keeping at most `limit` bytes; stops reading once the limit is passed.
+///
+/// A body of one chunk is kept as hyper gave it (no copy). From the second chunk on, the chunks
+/// are copied into one buffer as they arrive (sized from `Content-Length` when the server sent
+/// one), so hyper's read buffers are released as the body is read and the body never sits in
+/// memory twice: a batch of jobs at their body limits costs about the sum of those limits.
 pub(crate) async fn read_body(body: &mut Incoming, limit: u64) -> Result<ReadBody, hyper::Error> {
-    let mut chunks: Vec<Bytes> = Vec::new();
+    let expected = body.size_hint().exact().unwrap_or(0).min(limit);
+    let mut kept = Kept::Nothing;
     let mut size: u64 = 0;
     let mut truncated = false;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
+        let Ok(mut data) = frame?.into_data() else {
             continue; // trailers
         };
         let room = limit.saturating_sub(size);
         if data.len() as u64 > room {
-            let keep = usize::try_from(room).unwrap_or(usize::MAX);
-            chunks.push(data.slice(..keep));
-            size += keep as u64;
+            data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
             truncated = true;
-            break;
         }
         size += data.len() as u64;
-        chunks.push(data);
+        kept.push(data, expected);
+        if truncated {
+            break;
+        }
     }
     Ok(ReadBody {
-        body: Body::new(join(chunks)),
+        body: Body::new(kept.into_bytes()),
         truncated,
         size,
         decoded: None,
     })
 }
 
-/// One buffer from the chunks, without copying when there is only one.
-fn join(mut chunks: Vec<Bytes>) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => {
-            let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for chunk in chunks {
-                all.extend_from_slice(&chunk);
+/// The body read so far: nothing, hyper's first chunk as it is, or one buffer of copies.
+enum Kept {
+    Nothing,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Kept {
+    fn push(&mut self, data: Bytes, expected: u64) {
+        *self = match std::mem::replace(self, Self::Nothing) {
+            Self::Nothing => Self::One(data),
+            Self::One(first) => {
+                let wanted = usize::try_from(expected).unwrap_or(0);
+                let mut all = BytesMut::with_capacity(wanted.max(first.len() + data.len()));
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&data);
+                Self::Many(all)
             }
-            all.freeze()
+            Self::Many(mut all) => {
+                all.extend_from_slice(&data);
+                Self::Many(all)
+            }
+        };
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Nothing => Bytes::new(),
+            Self::One(bytes) => bytes,
+            Self::Many(all) => all.freeze(),
         }
     }
 }
