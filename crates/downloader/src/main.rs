@@ -14,6 +14,11 @@ use clap::Parser;
 use crate::cli::args::{Cli, Command, KeystoreCommand};
 use crate::cli::{Failure, fetch, keystore, serve, submit};
 
+/// mimalloc returns freed memory to the system, so the agent's RSS follows its load back down
+/// (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
