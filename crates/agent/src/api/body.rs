@@ -7,9 +7,11 @@
 //! the response has ended, which RFC 9113 section 8.1 allows and clients accept. In HTTP/1.1 a
 //! connection closed with unread request bytes makes the kernel send a TCP reset that can
 //! destroy the response in flight. So an early answer first discards a bounded amount of the
-//! body ([`DRAIN_BYTES`] within [`DRAIN_TIME`]; nothing when the client waits for
-//! `100 Continue`, which it then never gets), and whatever is left stays held by the answer's
-//! body until that body has ended: h2 then resets with `NO_ERROR` after the response.
+//! body ([`Drain`]: little for a client that has not authenticated, whose request keeps its
+//! connection busy meanwhile; more for an authenticated one over the size limit; nothing when
+//! the client waits for `100 Continue`, which it then never gets), and whatever is left stays
+//! held by the answer's body until that body has ended: h2 then resets with `NO_ERROR` after
+//! the response.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -23,10 +25,35 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Instant;
 
-/// The most request bytes discarded before an early answer.
-pub(crate) const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
-/// The longest wait for the rest of a request body before an early answer.
-pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// How much of a request body an early answer discards at most, and how long it waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drain {
+    /// The request has not passed authentication: 16 MiB within 1 s. The time is what keeps
+    /// the request open; the bytes let curl's HTTP/2 upload of a 10 MB body end before the
+    /// answer (curl reports the `NO_ERROR` reset of a stream it is still sending as a framing
+    /// error, and 1 MiB was too little for that).
+    Unauthenticated,
+    /// The request passed authentication (413 over the size limit): 64 MiB within 5 s.
+    Authenticated,
+}
+
+impl Drain {
+    /// The most request bytes discarded.
+    pub(crate) fn bytes(self) -> u64 {
+        match self {
+            Self::Unauthenticated => 16 * 1024 * 1024,
+            Self::Authenticated => 64 * 1024 * 1024,
+        }
+    }
+
+    /// The longest wait for the rest of the body.
+    pub(crate) fn time(self) -> Duration {
+        match self {
+            Self::Unauthenticated => Duration::from_secs(1),
+            Self::Authenticated => Duration::from_secs(5),
+        }
+    }
+}
 
 /// Why a body was not read.
 #[derive(Debug)]
@@ -66,9 +93,9 @@ pub(crate) async fn read(
     Ok(buffer.freeze())
 }
 
-/// Discards up to [`DRAIN_BYTES`] of `body` within [`DRAIN_TIME`]; returns the body when it
-/// has not ended (the answer must hold it), `None` when it has.
-pub(crate) async fn drain(headers: &HeaderMap, mut body: Body) -> Option<Body> {
+/// Discards up to `bound`'s bytes of `body` within its time; returns the body when it has not
+/// ended (the answer must hold it), `None` when it has.
+pub(crate) async fn drain(headers: &HeaderMap, mut body: Body, bound: Drain) -> Option<Body> {
     if body.is_end_stream() {
         return None;
     }
@@ -78,9 +105,9 @@ pub(crate) async fn drain(headers: &HeaderMap, mut body: Body) -> Option<Body> {
     if waits_for_continue {
         return Some(body);
     }
-    let deadline = Instant::now() + DRAIN_TIME;
+    let deadline = Instant::now() + bound.time();
     let mut seen: u64 = 0;
-    while seen < DRAIN_BYTES {
+    while seen < bound.bytes() {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(None) | Ok(Some(Err(_))) => return None,
             Ok(Some(Ok(frame))) => {

@@ -34,7 +34,7 @@ pub(crate) use job::CONFIG_NAMES;
 pub(crate) use batch::{Refusal as SplitRefusal, split as split_jobs};
 pub(crate) use job::{ApiJob, Rejection};
 pub(crate) use job::{raw_id as job_id, raw_request as job_request};
-pub(crate) use run::{internal as internal_result, run as run_job};
+pub(crate) use run::{internal as internal_result, redact_url, run as run_job};
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -107,7 +107,7 @@ async fn jobs(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     // Credentials first: an unauthenticated client never gets its body read (only discarded).
-    if let Err(error) = shared.auth.authorize(&parts.headers) {
+    if let Err(error) = authorize(&shared, &parts) {
         return Err(error.early(&parts.headers, body).await);
     }
     let limit = usize::try_from(shared.config.max_body).unwrap_or(usize::MAX);
@@ -119,7 +119,7 @@ async fn jobs(
                 "api.body",
                 format!("the request body is larger than {limit} bytes"),
             );
-            return Err(error.early(&parts.headers, rest).await);
+            return Err(error.early_authenticated(&parts.headers, rest).await);
         }
         Err(body::Unread::Broken(error)) => {
             return Err(ApiError::new(
@@ -233,7 +233,7 @@ async fn metrics(
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    if let Err(error) = shared.auth.authorize(&parts.headers) {
+    if let Err(error) = authorize(&shared, &parts) {
         return Err(error.early(&parts.headers, body).await);
     }
     let text = shared.metrics.render(&shared.gauges());
@@ -285,12 +285,29 @@ impl ApiError {
         self
     }
 
-    /// This error as an answer before the request body was read: a bounded part of the body
-    /// is discarded first, the rest held until the answer is sent (see [`body`]).
+    /// This error as an answer before the request body was read, to a request that has not
+    /// passed authentication: a small part of the body is discarded first, the rest held until
+    /// the answer is sent (see [`body`]).
     async fn early(mut self, headers: &HeaderMap, body: axum::body::Body) -> Self {
-        self.held = body::drain(headers, body).await;
+        self.held = body::drain(headers, body, body::Drain::Unauthenticated).await;
         self
     }
+
+    /// [`Self::early`] for an authenticated request, which may have more discarded.
+    async fn early_authenticated(mut self, headers: &HeaderMap, body: axum::body::Body) -> Self {
+        self.held = body::drain(headers, body, body::Drain::Authenticated).await;
+        self
+    }
+}
+
+/// Checks the credentials and, when they pass, tells the connection registry (so that the
+/// connection is no longer the first to close at the connection cap).
+fn authorize(shared: &Shared, parts: &http::request::Parts) -> Result<(), ApiError> {
+    shared.auth.authorize(&parts.headers)?;
+    if let Some(connection) = parts.extensions.get::<crate::server::Connection>() {
+        connection.authenticated();
+    }
+    Ok(())
 }
 
 impl IntoResponse for ApiError {

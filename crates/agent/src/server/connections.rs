@@ -1,12 +1,15 @@
 //! The open connections of the job API: a cap, what each connection is doing, and which one
 //! to close when the cap is reached.
 //!
-//! At the cap a new connection takes the place of the connection that has been idle longest
-//! (no request open and no response being written), those that never started a request first:
-//! a TLS handshake that never ends or a header that never arrives is what a flood of silent
-//! connections looks like, and closing one of them is cheaper than refusing the engine or a
-//! `/health` probe. Only when every connection is busy with a request is the new one refused:
-//! accepted and closed at once.
+//! At the cap a new connection takes the place of another, in this order: one that never
+//! started a request (a TLS handshake that never ends or a header that never arrives is what a
+//! flood of silent connections looks like), then one on which no request ever passed
+//! authentication, even with a request open (an unauthenticated client could otherwise hold
+//! the cap with slow-body requests that only earn a 401), then the authenticated one idle
+//! longest (no request open and no response being written). Closing any of them is cheaper
+//! than refusing the engine or a `/health` probe. Only when every connection is authenticated
+//! and busy is the new one refused: accepted and closed at once. The API marks a connection
+//! authenticated through the [`Connection`] extension every request carries.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -36,6 +39,8 @@ pub(super) struct Activity {
     busy: AtomicUsize,
     /// Whether a request has started on this connection.
     served: AtomicBool,
+    /// Whether a request on this connection has passed authentication.
+    authenticated: AtomicBool,
     /// When the last request started or ended (or the connection was accepted).
     last: Mutex<Instant>,
     /// Notified when the registry closes this connection to make room.
@@ -47,11 +52,16 @@ pub(super) struct Activity {
 pub(super) enum Admitted {
     /// Under the cap.
     Fresh(Arc<Activity>),
-    /// At the cap; an idle connection was closed for it.
+    /// At the cap; another connection was closed for it.
     InPlaceOf(Arc<Activity>),
-    /// At the cap and every connection is busy.
+    /// At the cap and every connection is authenticated and busy.
     Full,
 }
+
+/// The request extension through which the API tells the registry that a request on this
+/// connection passed authentication.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection(Arc<Activity>);
 
 /// Marks one request as open on its connection until dropped.
 #[derive(Debug)]
@@ -81,12 +91,12 @@ impl Registry {
         }
     }
 
-    /// Registers a new connection, closing the longest-idle one at the cap.
+    /// Registers a new connection, closing another one at the cap (see [`victim`]).
     pub(super) fn admit(&self) -> Admitted {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let mut evicted = None;
         if open.len() >= self.limit {
-            match longest_idle(&open) {
+            match victim(&open) {
                 Some(victim) => evicted = open.remove(&victim),
                 None => return Admitted::Full,
             }
@@ -96,6 +106,7 @@ impl Registry {
             id,
             busy: AtomicUsize::new(0),
             served: AtomicBool::new(false),
+            authenticated: AtomicBool::new(false),
             last: Mutex::new(Instant::now()),
             evicted: Notify::new(),
         });
@@ -110,10 +121,11 @@ impl Registry {
         }
     }
 
-    /// Closes the longest-idle connection (out of file descriptors); false when all are busy.
+    /// Closes one connection (out of file descriptors, see [`victim`]); false when every
+    /// connection is authenticated and busy.
     pub(super) fn evict_one(&self) -> bool {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(victim) = longest_idle(&open).and_then(|id| open.remove(&id)) else {
+        let Some(victim) = victim(&open).and_then(|id| open.remove(&id)) else {
             return false;
         };
         drop(open);
@@ -135,12 +147,20 @@ impl Registry {
     }
 }
 
-/// The idle connection to close first: never served before served, then the oldest activity.
-fn longest_idle(open: &HashMap<u64, Arc<Activity>>) -> Option<u64> {
+/// The connection to close first: never served, then never authenticated (idle before busy),
+/// then authenticated and idle; the oldest activity first within each. Authenticated busy
+/// connections stay.
+fn victim(open: &HashMap<u64, Arc<Activity>>) -> Option<u64> {
     open.values()
-        .filter(|activity| activity.busy.load(Ordering::Acquire) == 0)
-        .min_by_key(|activity| (activity.served.load(Ordering::Acquire), activity.last()))
-        .map(|activity| activity.id)
+        .filter_map(|activity| {
+            let busy = activity.busy.load(Ordering::Acquire) > 0;
+            let authenticated = activity.authenticated.load(Ordering::Acquire);
+            let served = activity.served.load(Ordering::Acquire);
+            (!(authenticated && busy))
+                .then(|| (served, authenticated, busy, activity.last(), activity.id))
+        })
+        .min()
+        .map(|(.., id)| id)
 }
 
 impl Activity {
@@ -179,6 +199,18 @@ impl Activity {
         self.busy.fetch_add(1, Ordering::AcqRel);
         self.touch();
         Busy(self.clone())
+    }
+}
+
+impl Connection {
+    /// The extension for requests on the connection of `activity`.
+    pub(super) fn new(activity: Arc<Activity>) -> Self {
+        Self(activity)
+    }
+
+    /// Records that a request on this connection passed authentication.
+    pub(crate) fn authenticated(&self) {
+        self.0.authenticated.store(true, Ordering::Release);
     }
 }
 
@@ -243,8 +275,16 @@ pub(super) fn open_files_limit() -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn contains(registry: &Registry, activity: &Activity) -> bool {
+        registry
+            .open
+            .lock()
+            .expect("lock")
+            .contains_key(&activity.id)
+    }
+
     #[test]
-    fn at_the_cap_the_longest_idle_goes_and_busy_ones_stay() {
+    fn at_the_cap_the_longest_idle_goes_and_authenticated_busy_ones_stay() {
         let registry = Registry::new(2);
         let Admitted::Fresh(first) = registry.admit() else {
             panic!("under the cap")
@@ -252,17 +292,51 @@ mod tests {
         let Admitted::Fresh(second) = registry.admit() else {
             panic!("under the cap")
         };
-        // `first` has served a request and is busy; `second` never started one.
+        // `first` has served an authenticated request and is busy; `second` never started one.
         let busy = first.begin();
+        Connection::new(first.clone()).authenticated();
         let Admitted::InPlaceOf(third) = registry.admit() else {
             panic!("an idle connection makes room")
         };
-        assert!(!registry.open.lock().expect("lock").contains_key(&second.id));
+        assert!(!contains(&registry, &second));
         let _busy_third = third.begin();
+        Connection::new(third).authenticated();
         assert!(matches!(registry.admit(), Admitted::Full));
         drop(busy);
         assert!(matches!(registry.admit(), Admitted::InPlaceOf(_)));
-        assert!(!registry.open.lock().expect("lock").contains_key(&first.id));
+        assert!(!contains(&registry, &first));
+    }
+
+    #[test]
+    fn unauthenticated_connections_go_even_when_busy() {
+        let registry = Registry::new(3);
+        let admit = || match registry.admit() {
+            Admitted::Fresh(activity) | Admitted::InPlaceOf(activity) => activity,
+            Admitted::Full => panic!("there is always one to close"),
+        };
+        // Authenticated and idle, unauthenticated and busy, never served.
+        let idle = admit();
+        drop(idle.begin());
+        Connection::new(idle.clone()).authenticated();
+        let hostile = admit();
+        let _hostile_busy = hostile.begin();
+        let silent = admit();
+        let fourth = admit();
+        assert!(!contains(&registry, &silent), "never served goes first");
+        let _fourth_busy = fourth.begin();
+        let fifth = admit();
+        assert!(
+            !contains(&registry, &hostile),
+            "then the oldest unauthenticated, busy or not"
+        );
+        assert!(contains(&registry, &fourth) && contains(&registry, &idle));
+        let _fifth_busy = fifth.begin();
+        admit();
+        assert!(
+            !contains(&registry, &fourth),
+            "unauthenticated before authenticated"
+        );
+        assert!(contains(&registry, &idle));
     }
 
     #[test]

@@ -26,15 +26,19 @@ use crate::config::Limits;
 use crate::error::Error;
 use connections::{Activity, Admitted, Counted, Registry, Throttle};
 
+pub(crate) use connections::Connection;
+
 /// How long a connection told to close may stay after its last request ended before it is
 /// dropped (hyper closes it itself sooner unless the client stalls).
 const CLOSE_AFTER: Duration = Duration::from_secs(5);
 
-/// Builds the job API's TLS configuration.
+/// Builds the job API's TLS configuration; `kdf_limits` caps the key derivations the client
+/// CA file (`DOWNLOADER_ENGINE_CLIENT_CA`) may ask for.
 pub(crate) fn tls_config(
     provider: &Arc<CryptoProvider>,
     key: Arc<CertifiedKey>,
     client_ca: Option<&std::path::Path>,
+    kdf_limits: &keystore::Limits,
 ) -> Result<Arc<ServerConfig>, Error> {
     let tls = |detail: String| Error::Tls { detail };
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -45,12 +49,17 @@ pub(crate) fn tls_config(
             let setting = "DOWNLOADER_ENGINE_CLIENT_CA";
             let bytes = std::fs::read(path)
                 .map_err(|error| Error::config(setting, format!("{}: {error}", path.display())))?;
-            let anchors =
-                keystore::TrustAnchors::parse(&bytes, None).map_err(|source| Error::Keystore {
+            let options = keystore::Options {
+                limits: *kdf_limits,
+                ..keystore::Options::default()
+            };
+            let anchors = keystore::TrustAnchors::open(&bytes, &options).map_err(|source| {
+                Error::Keystore {
                     setting: setting.into(),
                     path: path.to_owned(),
                     source,
-                })?;
+                }
+            })?;
             let (roots, _) = anchors.root_store();
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -92,8 +101,8 @@ struct Listener {
 /// hyper applies the header read timeout once a timer is set; a TLS handshake has its own
 /// timeout; a connection must start its first request within the header timeout and is closed
 /// after the idle timeout with no request open (HTTP/2 gets `GOAWAY` first). At the
-/// connection cap the longest-idle connection makes room, or the new one is closed at once
-/// (see [`connections`]). Repeated refusals and accept errors log at most once a second.
+/// connection cap a silent, unauthenticated or idle connection makes room, or the new one is
+/// closed at once (see [`connections`]). Repeated refusals and accept errors log at most once a second.
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
@@ -185,7 +194,8 @@ impl Listener {
                     tracing::warn!(
                         max_connections = self.registry.limit(),
                         suppressed,
-                        "job API at its connection limit: closed the longest-idle connection"
+                        "job API at its connection limit: closed a silent, unauthenticated or idle \
+                         connection"
                     );
                 }
                 Some((stream, peer, activity))
@@ -265,8 +275,11 @@ async fn drive<I>(
 {
     let inner = TowerToHyperService::new(shared.router.clone());
     let counting = activity.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let busy = counting.begin();
+        request
+            .extensions_mut()
+            .insert(Connection::new(counting.clone()));
         let call = inner.call(request);
         async move {
             let response = call.await?;

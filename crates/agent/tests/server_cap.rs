@@ -1,0 +1,227 @@
+//! The connection cap against clients without credentials: HTTP/2 connections kept busy for
+//! ever with slow-body POSTs (each earns a 401, and a new one starts before it ends) fill the
+//! cap, yet a new connection still gets `/health` 200 and an authenticated job still runs.
+
+mod support;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+
+/// Accepts the agent's self-signed certificate (tests only; the agent is on loopback).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A request body that sends one byte every 100 ms and never ends.
+struct Trickle(tokio::time::Interval);
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_tick(cx)
+            .map(|_| Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+    }
+}
+
+/// What the hostile clients saw.
+#[derive(Debug, Default)]
+struct Seen {
+    unauthorized: AtomicUsize,
+    connections: AtomicUsize,
+}
+
+/// One hostile client: an HTTP/2 connection with no credentials that starts a slow-body POST
+/// every 300 ms (each is answered 401 after about a second), so a request is always open on
+/// it; reconnects a second after the agent closes the connection.
+async fn hostile(agent_port: u16, seen: Arc<Seen>) {
+    loop {
+        let Ok(io) = tls(agent_port, b"h2").await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let io = hyper_util::rt::TokioIo::new(io);
+        let Ok((sender, connection)) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await
+        else {
+            continue;
+        };
+        seen.connections.fetch_add(1, Ordering::SeqCst);
+        let driver = tokio::spawn(connection);
+        while !driver.is_finished() {
+            let request =
+                http::Request::post(format!("https://127.0.0.1:{agent_port}/api/v1/jobs"))
+                    .header("content-type", "application/json")
+                    .body(Trickle(tokio::time::interval(Duration::from_millis(100))))
+                    .expect("request");
+            let mut sender = sender.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                if let Ok(response) = sender.send_request(request).await
+                    && response.status() == 401
+                {
+                    seen.unauthorized.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn tls(
+    port: u16,
+    alpn: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+}
+
+/// A loopback upstream that answers every request `200 ok`.
+async fn upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_slow_bodies_at_the_cap_leave_room_for_health_and_jobs() {
+    const CAP: usize = 4;
+    let upstream = upstream().await;
+    let mut config = support::config();
+    config.limits.max_connections = Some(CAP);
+    let agent = support::start(config).await;
+
+    let seen = Arc::new(Seen::default());
+    let clients: Vec<_> = (0..CAP)
+        .map(|_| tokio::spawn(hostile(agent.port, seen.clone())))
+        .collect();
+    // Every hostile connection is up and has had its slow POSTs answered 401: the cap is full of
+    // connections that always have a request open.
+    wait_until("the hostile clients hold the cap", || {
+        seen.connections.load(Ordering::SeqCst) >= CAP
+            && seen.unauthorized.load(Ordering::SeqCst) >= 2 * CAP
+    })
+    .await;
+    assert_eq!(
+        seen.connections.load(Ordering::SeqCst),
+        CAP,
+        "no hostile connection was closed before the probe"
+    );
+
+    let reply = agent.request("GET", "/health", None, "").await;
+    assert_eq!(reply.status, 200, "/health at the cap: {}", reply.text);
+    // The hostile client closed for it comes back: the cap is full again.
+    wait_until("a hostile connection was closed for /health", || {
+        seen.connections.load(Ordering::SeqCst) > CAP
+    })
+    .await;
+    let result = agent
+        .jobs(&json!({"url": format!("http://127.0.0.1:{upstream}/ok")}))
+        .await;
+    assert_eq!(result["response"]["statusCode"], 200, "{result}");
+    wait_until("a hostile connection was closed for the job", || {
+        seen.connections.load(Ordering::SeqCst) > CAP + 1
+    })
+    .await;
+    for client in clients {
+        client.abort();
+    }
+    agent.stop().await;
+}
