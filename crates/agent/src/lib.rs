@@ -104,6 +104,7 @@ impl Agent {
                 &provider,
                 server.certified_key.clone(),
                 config.engine_client_ca.as_deref(),
+                &config.kdf_limits,
             )?;
             (
                 Some(tls),
@@ -149,6 +150,7 @@ impl Agent {
                 &provider,
                 server.certified_key,
                 config.engine_client_ca.as_deref(),
+                &config.kdf_limits,
             )?;
             lines.push(format!(
                 "agent identity {}: SHA-256 {}",

@@ -90,20 +90,7 @@ pub(crate) fn decode_message(
             poisoned: false,
         };
     }
-    let headers = properties.headers().as_ref();
-    let agent_count = headers.and_then(|table| count(table, REDELIVERIES_HEADER));
-    let broker_count = headers
-        .filter(|_| rules.broker_counts)
-        .and_then(|table| count(table, DELIVERY_COUNT_HEADER));
-    let (redeliveries, requeue) = match broker_count {
-        Some(broker) => (broker.max(agent_count.unwrap_or(0)), false),
-        None => (
-            agent_count
-                .unwrap_or(0)
-                .saturating_add(u32::from(redelivered)),
-            redelivered,
-        ),
-    };
+    let (redeliveries, requeue) = redeliveries(properties.headers().as_ref(), redelivered, rules);
     if redeliveries > rules.max_redeliveries {
         let raw = parse(body).ok();
         let mut result = refusal(
@@ -144,6 +131,24 @@ pub(crate) fn decode_message(
                 poisoned: false,
             }
         }
+    }
+}
+
+/// The earlier deliveries of a message that ended without an answer, and whether this delivery
+/// must be requeued as a counted copy (a classic queue's redelivery) rather than decided now.
+fn redeliveries(headers: Option<&FieldTable>, redelivered: bool, rules: &Rules) -> (u32, bool) {
+    let agent_count = headers.and_then(|table| count(table, REDELIVERIES_HEADER));
+    let broker_count = headers
+        .filter(|_| rules.broker_counts)
+        .and_then(|table| count(table, DELIVERY_COUNT_HEADER));
+    match broker_count {
+        Some(broker) => (broker.max(agent_count.unwrap_or(0)), false),
+        None => (
+            agent_count
+                .unwrap_or(0)
+                .saturating_add(u32::from(redelivered)),
+            redelivered,
+        ),
     }
 }
 
@@ -203,7 +208,7 @@ fn refusal(raw: Option<&Value>, kind: &str, message: String, hint: &str) -> Valu
     json!({
         "id": id,
         "ok": false,
-        "request": {"method": method, "url": url},
+        "request": {"method": method, "url": api::redact_url(&url)},
         "error": {"kind": kind, "message": message, "hint": hint},
     })
 }
@@ -362,6 +367,20 @@ mod tests {
         let copy = properties(&[(REDELIVERIES_HEADER, AMQPValue::LongUInt(u32::MAX))]);
         let decision = decode_message(b"{not json", &copy, true, &RULES);
         assert_eq!(kind(&decision), "amqp.redelivery_limit", "{decision:?}");
+    }
+
+    #[test]
+    fn a_refused_job_keeps_no_url_password() {
+        let job = br#"{"id": "j2", "url": "https://user:s3cret-pw@host/"}"#;
+        let copy = properties(&[(REDELIVERIES_HEADER, AMQPValue::LongUInt(2))]);
+        let decision = decode_message(job, &copy, true, &RULES);
+        assert_eq!(kind(&decision), "amqp.redelivery_limit", "{decision:?}");
+        let Decision::Refuse { result, .. } = decision else {
+            panic!("refused");
+        };
+        let text = result.to_string();
+        assert!(!text.contains("s3cret-pw"), "{text}");
+        assert_eq!(result["request"]["url"], "https://user:***@host/");
     }
 
     #[test]
