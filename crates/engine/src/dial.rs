@@ -53,27 +53,8 @@ pub(crate) async fn dial(
         None => (host.clone(), port),
     };
     let dial_target = format!("{dial_host}:{dial_port}");
-    let to_proxy = |error: Error| match proxy {
-        Some(proxy) => Error::ProxyUnreachable {
-            proxy: proxy.address(),
-            detail: error.to_string(),
-        },
-        None => error,
-    };
-    if let Some(policy) = &job.egress {
-        egress::before_lookup(policy, (&host, port), proxy)?;
-    }
-    let addresses = within(deadline, limit, job, Phase::Dns, &dial_target, async {
-        connect::lookup(job, &dial_host, dial_port).await
-    })
-    .await
-    .map_err(to_proxy)?
-    .map_err(|error| to_proxy(classify::dns(&dial_host, &error)))?;
-    progress.timeline.dns_end = Some(Instant::now());
-    // Before `connect`: nothing is sent to a denied address.
-    if let Some(policy) = &job.egress {
-        egress::admit(policy, (&host, port), proxy, &addresses)?;
-    }
+    let to_proxy = |error: Error| via_proxy(proxy, error);
+    let addresses = resolve_admitted(job, progress, proxy, (&host, port), deadline).await?;
 
     let (mut tcp, peer) = within(deadline, limit, job, Phase::Connect, &dial_target, async {
         connect::connect(&addresses).await
@@ -104,7 +85,83 @@ pub(crate) async fn dial(
         progress.timeline.proxy_end = Some(Instant::now());
     }
 
-    let name_text = job.sni.clone().unwrap_or_else(|| host.clone());
+    let stream = handshake(job, progress, tcp, tls_parts, &host, &target, deadline).await?;
+    let alpn = record_negotiated(progress, stream.get_ref().1);
+    let http2 = match (job.http, alpn.as_deref()) {
+        (HttpVersion::Http1, _) => false,
+        (HttpVersion::Http2, Some("h2") | None) => true,
+        (HttpVersion::Http2, Some(other)) => {
+            return Err(Error::HttpProtocol {
+                detail: format!("HTTP/2 was required but the server chose '{other}' (ALPN)"),
+            });
+        }
+        (HttpVersion::Auto, alpn) => alpn == Some("h2"),
+    };
+    let io = TimedIo::new(stream, marks.clone());
+    let connection = start(job, io, http2, deadline, progress, &marks).await?;
+    Ok(Dialed {
+        connection,
+        http2,
+        marks,
+        peer,
+    })
+}
+
+/// A dial error as the proxy's when the connection goes through one.
+fn via_proxy(proxy: Option<&Proxy>, error: Error) -> Error {
+    match proxy {
+        Some(proxy) => Error::ProxyUnreachable {
+            proxy: proxy.address(),
+            detail: error.to_string(),
+        },
+        None => error,
+    }
+}
+
+/// Resolves the dial target (the proxy, through a proxy) after the egress policy's check of
+/// the names, and admits the addresses found before anything is sent to them.
+async fn resolve_admitted(
+    job: &Job,
+    progress: &mut Progress,
+    proxy: Option<&Proxy>,
+    (host, port): (&str, u16),
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, Error> {
+    let (dial_host, dial_port) = match proxy {
+        Some(proxy) => (proxy.host(), proxy.port()),
+        None => (host, port),
+    };
+    let dial_target = format!("{dial_host}:{dial_port}");
+    if let Some(policy) = &job.egress {
+        egress::before_lookup(policy, (host, port), proxy)?;
+    }
+    let limit = Some(job.connect_timeout);
+    let addresses = within(deadline, limit, job, Phase::Dns, &dial_target, async {
+        connect::lookup(job, dial_host, dial_port).await
+    })
+    .await
+    .map_err(|error| via_proxy(proxy, error))?
+    .map_err(|error| via_proxy(proxy, classify::dns(dial_host, &error)))?;
+    progress.timeline.dns_end = Some(Instant::now());
+    // Before `connect`: nothing is sent to a denied address.
+    if let Some(policy) = &job.egress {
+        egress::admit(policy, (host, port), proxy, &addresses)?;
+    }
+    Ok(addresses)
+}
+
+/// The TLS handshake over `tcp` with the job's server name and TLS settings.
+async fn handshake(
+    job: &Job,
+    progress: &mut Progress,
+    tcp: tokio::net::TcpStream,
+    tls_parts: TlsParts<'_>,
+    host: &str,
+    target: &str,
+    deadline: Instant,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Error> {
+    let limit = Some(job.connect_timeout);
+    let name_text = job.sni.clone().unwrap_or_else(|| host.to_owned());
     let name = ServerName::try_from(name_text.clone()).map_err(|_| {
         Error::InvalidRequest(JobError::new(format!(
             "'{name_text}' is not a valid TLS server name"
@@ -141,7 +198,14 @@ pub(crate) async fn dial(
             classify::handshake(&error, &seen)
         })?;
     progress.timeline.tls_end = Some(Instant::now());
-    let session = stream.get_ref().1;
+    Ok(stream)
+}
+
+/// Records the negotiated TLS version, cipher suite and ALPN protocol; returns the protocol.
+fn record_negotiated(
+    progress: &mut Progress,
+    session: &rustls::ClientConnection,
+) -> Option<String> {
     let alpn = session
         .alpn_protocol()
         .map(|alpn| String::from_utf8_lossy(alpn).into_owned());
@@ -157,24 +221,7 @@ pub(crate) async fn dial(
         }),
         alpn: alpn.clone(),
     });
-    let http2 = match (job.http, alpn.as_deref()) {
-        (HttpVersion::Http1, _) => false,
-        (HttpVersion::Http2, Some("h2") | None) => true,
-        (HttpVersion::Http2, Some(other)) => {
-            return Err(Error::HttpProtocol {
-                detail: format!("HTTP/2 was required but the server chose '{other}' (ALPN)"),
-            });
-        }
-        (HttpVersion::Auto, alpn) => alpn == Some("h2"),
-    };
-    let io = TimedIo::new(stream, marks.clone());
-    let connection = start(job, io, http2, deadline, progress, &marks).await?;
-    Ok(Dialed {
-        connection,
-        http2,
-        marks,
-        peer,
-    })
+    alpn
 }
 
 /// Starts HTTP on the connection (for HTTP/2, the preface and settings exchange).

@@ -8,7 +8,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
-use sha2::{Digest, Sha256};
 use tokio::time::Sleep;
 
 use crate::classify::{self, ChainTop, Phase, Seen};
@@ -25,6 +24,9 @@ use crate::redirect::{self, Redirect};
 use crate::report;
 use crate::timing::Timeline;
 use crate::tls::Recorder;
+use reuse::pool_key;
+
+mod reuse;
 
 /// Runs jobs. Cheap to clone; clones share the caches of parsed identities and trust stores.
 ///
@@ -260,32 +262,11 @@ impl Inner {
         } else {
             None
         };
-        if let Some(pooled) = key.as_ref().and_then(|key| self.pool.take(key)) {
-            if let Some(policy) = &job.egress {
-                crate::egress::admit(policy, (&host, port), proxy.as_ref(), &[pooled.peer])?;
-            }
-            progress.reuse(&pooled);
-            let dialed = Dialed {
-                connection: pooled.connection,
-                http2: pooled.http2,
-                marks: pooled.marks,
-                peer: pooled.peer,
-            };
-            let result = self
-                .exchange(job, dialed, proxy.as_ref(), key.clone(), deadline, progress)
-                .await;
-            let dead = progress.head.is_none()
-                && matches!(
-                    result,
-                    Err(Error::HttpProtocol { .. } | Error::ClientCertRejected { .. })
-                );
-            if !(dead && is_idempotent(&job.method)) {
-                return result;
-            }
-            // The server had closed the idle connection: once more on a fresh one.
-            let identity = progress.identity.take();
-            *progress = Progress::new_at(progress.timeline.job_start);
-            progress.identity = identity;
+        if let Some(result) = self
+            .reuse_pooled(job, progress, proxy.as_ref(), key.as_ref(), deadline)
+            .await
+        {
+            return result;
         }
         let tls_parts = verifier.map(|verifier| TlsParts {
             provider: &self.provider,
@@ -462,56 +443,6 @@ impl Progress {
             handshake: None,
         }
     }
-
-    /// Takes over what the pooled connection's handshake showed.
-    fn reuse(&mut self, pooled: &Pooled) {
-        self.reused = true;
-        self.timeline.net_start = Some(Instant::now());
-        self.tls_started = pooled.tls.is_some();
-        self.handshake = pooled.tls.clone();
-    }
-}
-
-/// Everything that authenticated a connection for `job`.
-fn pool_key(
-    job: &Job,
-    (host, port): (&str, u16),
-    progress: &Progress,
-    trust: [u8; 32],
-    proxy: Option<&Proxy>,
-) -> PoolKey {
-    PoolKey {
-        https: job.is_tls(),
-        pinned: job.pinned(host, port),
-        host: host.to_ascii_lowercase(),
-        port,
-        sni: job.sni.clone(),
-        identity: progress.identity.as_ref().map(|loaded| loaded.fingerprint),
-        trust,
-        tls: (job.tls_min, job.tls_max),
-        http: job.http,
-        header_limit: job.http_options.response_header_limit,
-        proxy: proxy.map(|proxy| {
-            let digest = proxy
-                .authorization()
-                .map(|value| Sha256::digest(value.as_bytes()).into())
-                .unwrap_or_default();
-            (proxy.address(), digest)
-        }),
-    }
-}
-
-fn is_idempotent(method: &http::Method) -> bool {
-    use http::Method;
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::PUT,
-        Method::DELETE,
-        Method::OPTIONS,
-        Method::TRACE,
-    ]
-    .contains(method)
 }
 
 fn millis(duration: Duration) -> f64 {
