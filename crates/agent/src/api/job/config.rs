@@ -2,7 +2,7 @@
 //! plan. Numbers that become clocks are bounded here (and again by the engine), so
 //! `timeout: 1e19` is `request.invalid`, not an overflow.
 
-use engine::{HttpVersion, Job, TlsVersion, TrustMode};
+use engine::{HttpVersion, Job, JobBuilder, TlsVersion, TrustMode};
 use keystore::Password;
 use serde::Deserialize;
 use serde_json::Value;
@@ -55,57 +55,20 @@ impl Plan {
                 builder = builder
                     .follow_redirects(boolean(&value).ok_or_else(|| bad("must be true or false"))?);
             }
-            "max_redirects" => {
-                let most = engine::MAX_REDIRECTS_LIMIT;
-                let limit = number(&value)
-                    .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= f64::from(most))
-                    .ok_or_else(|| bad(&format!("must be a whole number from 0 to {most}")))?;
-                // A whole number from 0 to `most` (checked above) fits a u32 exactly.
-                builder = builder.max_redirects(limit as u32);
-            }
             "keep_alive" => {
                 builder = builder
                     .keep_alive(boolean(&value).ok_or_else(|| bad("must be true or false"))?);
             }
-            "keep_alive_idle" => {
-                let most = engine::MAX_KEEP_ALIVE_IDLE;
-                builder = builder.keep_alive_idle(seconds(&value, most).ok_or_else(|| {
-                    bad(&format!(
-                        "must be a positive number of seconds, at most {}",
-                        most.as_secs()
-                    ))
-                })?)
+            "max_redirects" | "keep_alive_idle" | "timeout" => {
+                builder = apply_limit(builder, name, &value, &bad)?;
             }
             "proxy" => self.proxy = Some(proxy(value)?),
-            "timeout" => {
-                let most = engine::MAX_TIMEOUT;
-                builder = builder.timeout(seconds(&value, most).ok_or_else(|| {
-                    bad(&format!(
-                        "must be a positive number of seconds, at most {}",
-                        most.as_secs()
-                    ))
-                })?);
-            }
             "footprint" => {
                 self.footprint = Some(scalar(&value).ok_or_else(|| bad("must be a string"))?)
             }
             "trust" => self.trust = Some(trust(value)?),
             "sni" => builder = builder.sni(value.as_str().ok_or_else(|| bad("must be a string"))?),
-            "resolve" => {
-                let pins: Vec<String> = match value {
-                    Value::String(one) => vec![one],
-                    Value::Array(items) => items
-                        .iter()
-                        .filter_map(|item| item.as_str().map(str::to_owned))
-                        .collect(),
-                    _ => return Err(bad("must be HOST:PORT:ADDRESS or a list of them")),
-                };
-                for pin in pins {
-                    let (host, port, address) =
-                        engine::parse_resolve(&pin).map_err(|error| bad(&error.to_string()))?;
-                    builder = builder.resolve(host, port, address);
-                }
-            }
+            "resolve" => builder = resolve(builder, value, &bad)?,
             "tls_min" | "tls_max" => {
                 let text = scalar(&value).ok_or_else(|| bad("must be 1.2 or 1.3"))?;
                 let version = TlsVersion::parse(&text).ok_or_else(|| bad("must be 1.2 or 1.3"))?;
@@ -134,6 +97,66 @@ impl Plan {
         self.builder = builder;
         Ok(())
     }
+}
+
+/// A numeric `config` entry: `max_redirects`, `keep_alive_idle` or `timeout`, each up to the
+/// engine's cap.
+fn apply_limit(
+    builder: JobBuilder,
+    name: &str,
+    value: &Value,
+    bad: &dyn Fn(&str) -> Rejection,
+) -> Result<JobBuilder, Rejection> {
+    Ok(match name {
+        "max_redirects" => {
+            let most = engine::MAX_REDIRECTS_LIMIT;
+            let limit = number(value)
+                .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= f64::from(most))
+                .ok_or_else(|| bad(&format!("must be a whole number from 0 to {most}")))?;
+            // A whole number from 0 to `most` (checked above) fits a u32 exactly.
+            builder.max_redirects(limit as u32)
+        }
+        "keep_alive_idle" => {
+            let most = engine::MAX_KEEP_ALIVE_IDLE;
+            builder.keep_alive_idle(seconds(value, most).ok_or_else(|| {
+                bad(&format!(
+                    "must be a positive number of seconds, at most {}",
+                    most.as_secs()
+                ))
+            })?)
+        }
+        _ => {
+            let most = engine::MAX_TIMEOUT;
+            builder.timeout(seconds(value, most).ok_or_else(|| {
+                bad(&format!(
+                    "must be a positive number of seconds, at most {}",
+                    most.as_secs()
+                ))
+            })?)
+        }
+    })
+}
+
+/// `config.resolve`: one `HOST:PORT:ADDRESS` pin or a list of them.
+fn resolve(
+    mut builder: JobBuilder,
+    value: Value,
+    bad: &dyn Fn(&str) -> Rejection,
+) -> Result<JobBuilder, Rejection> {
+    let pins: Vec<String> = match value {
+        Value::String(one) => vec![one],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
+        _ => return Err(bad("must be HOST:PORT:ADDRESS or a list of them")),
+    };
+    for pin in pins {
+        let (host, port, address) =
+            engine::parse_resolve(&pin).map_err(|error| bad(&error.to_string()))?;
+        builder = builder.resolve(host, port, address);
+    }
+    Ok(builder)
 }
 
 fn client_cert(value: Value, fill: &Fill<'_>) -> Result<CertChoice, Rejection> {
