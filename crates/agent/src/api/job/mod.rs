@@ -194,34 +194,8 @@ impl ApiJob {
         if let Some(id) = &id {
             builder = builder.id(id.clone());
         }
-        let count = count_values(&self.params);
-        if count > limits.params {
-            return Err(Rejection::too_large(
-                format_args!("the job has {count} query parameters"),
-                limits.params,
-                "DOWNLOADER_MAX_PARAMS",
-            ));
-        }
-        for (name, value) in &self.params {
-            for value in many(value, "params", name)? {
-                builder = builder.param(name.clone(), fill.text(&value, "params")?);
-            }
-        }
-        let count = count_values(&self.headers);
-        if count > limits.headers {
-            return Err(Rejection::too_large(
-                format_args!("the job has {count} headers"),
-                limits.headers,
-                "DOWNLOADER_MAX_HEADERS",
-            ));
-        }
-        let mut has_content_type = false;
-        for (name, value) in &self.headers {
-            has_content_type |= name.eq_ignore_ascii_case("content-type");
-            for value in many(value, "headers", name)? {
-                builder = builder.header(name.clone(), fill.text(&value, "headers")?);
-            }
-        }
+        builder = fill.add_params(builder, &self.params)?;
+        let (mut builder, has_content_type) = fill.add_headers(builder, &self.headers)?;
         if let Some(body) = &self.body {
             let (bytes, content_type) = body::bytes(body, &fill)?;
             builder = builder.body(bytes);
@@ -250,6 +224,41 @@ impl ApiJob {
 }
 
 impl Fill<'_> {
+    /// Adds the job's query parameters (each value of a list counts against the cap).
+    fn add_params(
+        &self,
+        mut builder: JobBuilder,
+        params: &BTreeMap<String, Value>,
+    ) -> Result<JobBuilder, Rejection> {
+        let limit = self.limits.params;
+        check_count(params, limit, "query parameters", "DOWNLOADER_MAX_PARAMS")?;
+        for (name, value) in params {
+            for value in many(value, "params", name)? {
+                builder = builder.param(name.clone(), self.text(&value, "params")?);
+            }
+        }
+        Ok(builder)
+    }
+
+    /// Adds the job's headers (each value of a list counts against the cap); true when one of
+    /// them is `Content-Type`.
+    fn add_headers(
+        &self,
+        mut builder: JobBuilder,
+        headers: &BTreeMap<String, Value>,
+    ) -> Result<(JobBuilder, bool), Rejection> {
+        let limit = self.limits.headers;
+        check_count(headers, limit, "headers", "DOWNLOADER_MAX_HEADERS")?;
+        let mut has_content_type = false;
+        for (name, value) in headers {
+            has_content_type |= name.eq_ignore_ascii_case("content-type");
+            for value in many(value, "headers", name)? {
+                builder = builder.header(name.clone(), self.text(&value, "headers")?);
+            }
+        }
+        Ok((builder, has_content_type))
+    }
+
     /// `text` with its templates rendered; `where_` names the field for messages.
     fn text(&self, text: &str, where_: &str) -> Result<String, Rejection> {
         self.templates
@@ -280,6 +289,24 @@ fn check_method(method: &str) -> Result<(), Rejection> {
 }
 
 /// How many values the fields give (each item of a list counts).
+/// Refuses more values in `fields` than `limit` (`request.too_large`, naming `setting`).
+fn check_count(
+    fields: &BTreeMap<String, Value>,
+    limit: usize,
+    what: &str,
+    setting: &str,
+) -> Result<(), Rejection> {
+    let count = count_values(fields);
+    if count > limit {
+        return Err(Rejection::too_large(
+            format_args!("the job has {count} {what}"),
+            limit,
+            setting,
+        ));
+    }
+    Ok(())
+}
+
 fn count_values(fields: &BTreeMap<String, Value>) -> usize {
     fields
         .values()
