@@ -21,7 +21,7 @@ const STORE: &str = "Fx-store-7431";
 
 /// The engine's mutual-TLS job against the local nginx, with or without keep-alive.
 pub(crate) fn engine_job(port: u16, keep_alive: bool) -> Job {
-    Job::builder("GET", format!("https://localhost:{port}/"))
+    let job = Job::builder("GET", format!("https://localhost:{port}/"))
         .identity(IdentitySource::Keystore {
             source: Source::Path(peers::fixture("client/p256/openssl.p12")),
             password: Some(Password::from(STORE)),
@@ -33,9 +33,17 @@ pub(crate) fn engine_job(port: u16, keep_alive: bool) -> Job {
             source: Source::Path(peers::fixture("ca/root.pem")),
             password: None,
         })
-        .keep_alive(keep_alive)
-        .build()
-        .expect("job")
+        .keep_alive(keep_alive);
+    // EGRESS=1: the agent's default egress policy (its own listen address registered), checked
+    // on every dial and on every reuse of a pooled connection, as every agent job is.
+    let job = if std::env::var_os("EGRESS").is_some_and(|value| value == "1") {
+        let policy = engine::EgressPolicy::default();
+        policy.listening(std::net::SocketAddr::from(([127, 0, 0, 1], 8819)));
+        job.egress(Arc::new(policy))
+    } else {
+        job
+    };
+    job.build().expect("job")
 }
 
 /// The request the engine puts on the wire for `engine_job`, built by hand: the same default
