@@ -1,6 +1,7 @@
 //! The connection cap against clients without credentials: HTTP/2 connections kept busy for
 //! ever with slow-body POSTs (each earns a 401, and a new one starts before it ends) fill the
-//! cap, yet a new connection still gets `/health` 200 and an authenticated job still runs.
+//! cap, yet a new connection still gets `/health` 200 and an authenticated job still runs; and
+//! `/health` answers while every job slot is taken.
 
 mod support;
 
@@ -223,5 +224,55 @@ async fn unauthenticated_slow_bodies_at_the_cap_leave_room_for_health_and_jobs()
     for client in clients {
         client.abort();
     }
+    agent.stop().await;
+}
+
+/// A loopback upstream that accepts connections, counts them and never answers.
+async fn silent_upstream(accepted: Arc<AtomicUsize>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_while_job_capacity_is_exhausted() {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let silent = silent_upstream(accepted.clone()).await;
+    let mut config = support::config();
+    config.max_jobs = 1;
+    config.queue_limit = 0;
+    let agent = support::start(config).await;
+    let auth = support::basic(support::APIKEY, support::SECRET);
+    let slow = json!({"url": format!("http://127.0.0.1:{silent}/"), "config": {"timeout": 4}});
+    let slow = slow.to_string();
+    let holding = agent.request("POST", "/api/v1/jobs", Some(&auth), &slow);
+    let probe = async {
+        // The one job slot is taken once the upstream has the job's connection.
+        wait_until("the slow job holds the only slot", || {
+            accepted.load(Ordering::SeqCst) >= 1
+        })
+        .await;
+        let health = agent.request("GET", "/health", None, "").await;
+        assert_eq!(
+            health.status, 200,
+            "/health with no job capacity: {}",
+            health.text
+        );
+        let refused = agent
+            .request("POST", "/api/v1/jobs", Some(&auth), &slow)
+            .await;
+        assert_eq!(refused.status, 503, "{}", refused.text);
+        assert_eq!(refused.json()["error"]["kind"], "api.overloaded");
+    };
+    let (held, ()) = tokio::join!(holding, probe);
+    assert_eq!(held.status, 200, "{}", held.text);
+    assert_eq!(held.json()["error"]["kind"], "timeout", "{}", held.text);
     agent.stop().await;
 }
