@@ -440,3 +440,53 @@ async fn distinct_wrong_passwords_are_each_a_typed_error() {
     assert!(seen_subject(&result).contains("client-p256"), "{result}");
     agent.stop().await;
 }
+
+/// A job trust store merged with the configured one is parsed by the agent; that parse counts
+/// against the job's deadline too. The store is a PKCS#12 trust store made by openssl with
+/// 1,000,000 iterations (3,000,000 to open: MAC, and the certificate list twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_merged_job_trust_store_ends_within_the_jobs_deadline() {
+    let server = upstream::start().await;
+    let dir = support::temp_dir("costly-trust")
+        .canonicalize()
+        .expect("dir");
+    let slow = dir.join("slow-trust.p12");
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-nokeys", "-iter", "1000000"])
+        .args(["-passout", "pass:trust-pw", "-in"])
+        .arg(support::fixture("ca/root.pem"))
+        .arg("-out")
+        .arg(&slow)
+        .status()
+        .expect("openssl runs (the test suite installs it)");
+    assert!(status.success(), "openssl pkcs12 -export -nokeys failed");
+    let inline = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        std::fs::read(&slow).expect("the store"),
+    );
+    let mut config = support::config();
+    config.cert_dirs = vec![dir.clone()];
+    config.trust_store = Some(install("ca/other-root.pem", &dir, "configured.pem"));
+    let agent = support::start(config).await;
+    let job = |timeout: f64| {
+        json!({"url": server.url("/"), "config": {"timeout": timeout,
+            "trust": {"base64": inline, "password": "trust-pw"}}})
+    };
+    let started = std::time::Instant::now();
+    let result = agent.jobs(&job(0.05)).await;
+    let took = started.elapsed();
+    assert_eq!(result["error"]["kind"], "timeout", "{result}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // With time enough, the merged store is used: the upstream's chain verifies (the upstream
+    // then asks for a client certificate this job does not have).
+    let started = std::time::Instant::now();
+    let result = agent.jobs(&job(60.0)).await;
+    let parse = started.elapsed();
+    assert_eq!(result["tls"]["verified"], true, "{result}");
+    // The short job did not wait for the parse (without the deadline it would take as long).
+    assert!(
+        took * 2 < parse,
+        "timed out after {took:?}; a whole parse takes {parse:?}"
+    );
+    agent.stop().await;
+}

@@ -121,7 +121,10 @@ async fn execute(shared: &Shared, plan: Plan) -> (Outcome, Extra) {
     if hops_get_host_rules {
         builder = hop_identities(config, builder);
     }
-    match choose_trust(shared, trust, &mut extra).await {
+    // Trust parsed here (a job store merged with the configured one) counts against the job's
+    // deadline too.
+    let deadline = tokio::time::Instant::now() + builder.current_timeout();
+    match choose_trust(shared, trust, deadline, &mut extra).await {
         Ok(Some((mode, store))) => {
             builder = builder.trust(mode);
             if let Some(store) = store {
@@ -299,6 +302,7 @@ fn unusable(material: Material, problem: &Problem) -> Rejection {
 async fn choose_trust(
     shared: &Shared,
     job: Option<JobTrust>,
+    deadline: tokio::time::Instant,
     extra: &mut Extra,
 ) -> Result<Option<(TrustMode, Option<TrustSource>)>, Rejection> {
     let config = &shared.config;
@@ -339,7 +343,7 @@ async fn choose_trust(
         None => config.trust_mode,
     };
     let store = match (base, added) {
-        (Some(Ok(base)), Some(added)) => Some(merge_trust(shared, &base, added).await?),
+        (Some(Ok(base)), Some(added)) => Some(merge_trust(shared, &base, added, deadline).await?),
         (Some(Ok(base)), None) => Some(pem(&base)),
         (_, added) => added,
     };
@@ -396,15 +400,27 @@ async fn merge_trust(
     shared: &Shared,
     base: &LoadedTrust,
     added: TrustSource,
+    deadline: tokio::time::Instant,
 ) -> Result<TrustSource, Rejection> {
     let Source::Bytes(bytes) = added.source else {
         return Ok(added);
     };
     let limits = shared.config.kdf_limits;
-    let parsed = shared
+    let parsing = shared
         .certs
-        .job_trust_anchors(bytes, added.password, limits)
+        .job_trust_anchors(bytes, added.password, limits);
+    // An abandoned parse finishes on its own, within the KDF caps and its parsing slot.
+    let parsed = tokio::time::timeout_at(deadline, parsing)
         .await
+        .map_err(|_| Rejection {
+            kind: "timeout",
+            message: "config.trust: the job's timeout ran out while its trust store was being \
+                      parsed"
+                .into(),
+            hint: "raise the job timeout, or use a trust store with common key-derivation \
+                   parameters (a PEM bundle needs none)"
+                .into(),
+        })?
         .ok_or_else(|| Rejection {
             kind: "internal",
             message: "config.trust: the parsing task failed".into(),

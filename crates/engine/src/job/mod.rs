@@ -334,6 +334,12 @@ impl JobBuilder {
         self
     }
 
+    /// The whole-job limit set so far (60 s until [`JobBuilder::timeout`] changes it): for work
+    /// a caller does for the job before the engine runs it.
+    pub fn current_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The limit for the TCP connect and, separately, for the TLS handshake (default 10 s).
     pub fn connect_timeout(mut self, limit: Duration) -> Self {
         self.connect_timeout = limit;
