@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 #[path = "../../../../tests/interop/peers.rs"]
 pub(crate) mod peers;
+pub(crate) mod tls;
 pub(crate) mod upstream;
 
 pub(crate) use peers::fixture;
