@@ -37,6 +37,7 @@ pub mod config;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 mod identity;
 pub mod log;
 mod metrics;

@@ -157,12 +157,34 @@ pub(super) fn parse_default_cert(value: &Value) -> Result<Option<CertRef>, Error
     if value.text.trim().is_empty() || value.text.trim() == "null" {
         return Ok(None);
     }
-    let json: ClientCertJson = serde_json::from_str(&value.text).map_err(|error| {
+    let invalid = |error: serde_json::Error| {
         Error::config(
             value.setting.clone(),
             format!("must be JSON {{\"keystorePath\": ..., \"keystorePassword\": ...}}: {error}"),
         )
-    })?;
+    };
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&value.text).map_err(invalid)?;
+    // Passwords from files (Docker and Kubernetes secrets): for the configured certificate
+    // only, never for jobs, which must not read the agent's files.
+    let store_file = password_file(&mut object, "keystorePasswordFile", value)?;
+    let key_file = password_file(&mut object, "keyPasswordFile", value)?;
+    let json: ClientCertJson =
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(invalid)?;
+    let both = |field: &str| {
+        Error::config(
+            value.setting.clone(),
+            format!("give {field} or {field}File, not both"),
+        )
+    };
+    let keystore_password = match (json.keystore_password, store_file) {
+        (Some(_), Some(_)) => return Err(both("keystorePassword")),
+        (password, file) => password.or(file),
+    };
+    let key_password = match (json.key_password, key_file) {
+        (Some(_), Some(_)) => return Err(both("keyPassword")),
+        (password, file) => password.or(file),
+    };
     if json.keystore_base64.is_some() {
         return Err(Error::config(
             value.setting.clone(),
@@ -174,8 +196,25 @@ pub(super) fn parse_default_cert(value: &Value) -> Result<Option<CertRef>, Error
         .ok_or_else(|| Error::config(value.setting.clone(), "needs keystorePath"))?;
     Ok(Some(CertRef {
         path: PathBuf::from(path),
-        password: json.keystore_password.map(Password::new),
-        key_password: json.key_password.map(Password::new),
+        password: keystore_password.map(Password::new),
+        key_password: key_password.map(Password::new),
         alias: json.key_alias,
     }))
+}
+
+/// Removes `field` (a file path) from `object` and reads the password it names.
+fn password_file(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    value: &Value,
+) -> Result<Option<String>, Error> {
+    let Some(path) = object.remove(field) else {
+        return Ok(None);
+    };
+    let path = path
+        .as_str()
+        .ok_or_else(|| Error::config(value.setting.clone(), format!("{field} must be a path")))?;
+    super::read_setting_file(std::path::Path::new(path))
+        .map(Some)
+        .map_err(|problem| Error::config(value.setting.clone(), format!("{field}: {problem}")))
 }

@@ -13,6 +13,7 @@ mod credentials;
 mod egress;
 mod job_limits;
 mod limits;
+mod listen;
 mod reference;
 mod source;
 
@@ -34,12 +35,14 @@ pub use crate::amqp::Rabbit;
 
 use client_certs::parse_default_cert;
 pub(crate) use reference::{ClientCertJson, secret_text};
-use source::{Origin, Value};
+use source::{Origin, Value, read_setting_file};
 
 use crate::error::Error;
 
 /// The default job API address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8819";
+/// The job API's port when the listen address names none.
+pub const DEFAULT_PORT: u16 = 8819;
 /// The default number of jobs that run at once.
 pub const DEFAULT_MAX_JOBS: usize = 1024;
 /// The default number of accepted jobs that may wait for a slot.
@@ -109,6 +112,8 @@ const REFERENCE_SETTINGS: &[&str] = &[
     "client_cert_configuration",
     "proxy_configuration",
     "serviceName",
+    // A JVM heap setting of the reference system: accepted and ignored, with a notice.
+    "java_opts",
 ];
 
 /// The complete, checked configuration.
@@ -169,6 +174,8 @@ pub struct Config {
     /// The egress policy every job is checked against (`DOWNLOADER_EGRESS_DENY`,
     /// `DOWNLOADER_EGRESS_ALLOW`, and the default denies, the agent's own address included).
     pub egress: std::sync::Arc<engine::EgressPolicy>,
+    /// One-line notices for the operator: settings accepted but without effect (`java_opts`).
+    pub notices: Vec<String>,
 }
 
 /// Log line format.
@@ -232,6 +239,7 @@ impl Config {
             limits: Limits::default(),
             job_limits: JobLimits::default(),
             egress: std::sync::Arc::default(),
+            notices: Vec::new(),
         }
     }
 }
@@ -272,27 +280,47 @@ impl Lookup<'_> {
 
     /// A new setting (`DOWNLOADER_<NAME>` / `<name>`), from the environment or the file.
     fn new_setting(&self, name: &str) -> Result<Option<Value>, Error> {
-        let env_name = format!("DOWNLOADER_{name}");
-        if let Some(text) = self.env.var(&env_name) {
-            return Ok(Some(Value {
-                text,
-                origin: Origin::Environment,
-                setting: format!("{env_name} (environment)"),
-            }));
+        if let Some(value) = self.env_value(&format!("DOWNLOADER_{name}"))? {
+            return Ok(Some(value));
         }
         self.file_value(&name.to_ascii_lowercase())
     }
 
     /// A reference setting, same name in the environment and the file.
     fn reference(&self, name: &str) -> Result<Option<Value>, Error> {
-        if let Some(text) = self.env.var(name) {
-            return Ok(Some(Value {
+        if let Some(value) = self.env_value(name)? {
+            return Ok(Some(value));
+        }
+        self.file_value(name)
+    }
+
+    /// `NAME` from the environment, or the content of the file named by `NAME_FILE` (Docker
+    /// and Kubernetes secrets; one trailing newline is not part of the value). Both set is an
+    /// error: which one was meant cannot be guessed.
+    fn env_value(&self, name: &str) -> Result<Option<Value>, Error> {
+        let file_name = format!("{name}_FILE");
+        match (self.env.var(name), self.env.var(&file_name)) {
+            (Some(_), Some(_)) => Err(Error::config(
+                format!("{name} (environment)"),
+                format!("is set and so is {file_name}: give one of them"),
+            )),
+            (Some(text), None) => Ok(Some(Value {
                 text,
                 origin: Origin::Environment,
                 setting: format!("{name} (environment)"),
-            }));
+            })),
+            (None, Some(path)) => {
+                let setting = format!("{file_name} (environment)");
+                let text = read_setting_file(Path::new(&path))
+                    .map_err(|problem| Error::config(setting.clone(), problem))?;
+                Ok(Some(Value {
+                    text,
+                    origin: Origin::Environment,
+                    setting,
+                }))
+            }
+            (None, None) => Ok(None),
         }
-        self.file_value(name)
     }
 
     fn file_value(&self, key: &str) -> Result<Option<Value>, Error> {
@@ -361,6 +389,13 @@ impl Lookup<'_> {
         config.job_limits = self.job_limits()?;
         config.egress = self.egress()?;
         config.shutdown_grace = self.seconds("SHUTDOWN_GRACE", config.shutdown_grace, true)?;
+        if let Some(value) = self.reference("java_opts")? {
+            config.notices.push(format!(
+                "{} is ignored: it sets the reference system's JVM heap, and downloader has no \
+                 JVM (DOWNLOADER_MAX_JOBS and DOWNLOADER_MAX_BODY bound its memory)",
+                value.setting
+            ));
+        }
         Ok(config)
     }
 
@@ -449,42 +484,6 @@ impl Lookup<'_> {
         Ok(())
     }
 
-    fn listen(&self, flags: &Flags) -> Result<SocketAddr, Error> {
-        let listen = match flags.listen.clone() {
-            Some(text) => Some(Value::flag("listen", text)),
-            None => self.new_setting("LISTEN")?,
-        };
-        let port = match flags.port {
-            Some(port) => Some(Value::flag("port", port.to_string())),
-            None => self.reference("port")?,
-        };
-        let mut address: SocketAddr = match &listen {
-            Some(value) => parse_listen(&value.text).ok_or_else(|| {
-                Error::config(
-                    value.setting.clone(),
-                    "must be ADDRESS:PORT, such as 0.0.0.0:8819",
-                )
-            })?,
-            None => DEFAULT_LISTEN
-                .parse()
-                .map_err(|_| Error::config("listen", "bad default"))?,
-        };
-        if let Some(port) = port {
-            // `port` alone changes the port; with both, the one with the higher precedence wins.
-            let wins = listen
-                .as_ref()
-                .is_none_or(|listen| port.origin > listen.origin);
-            if wins {
-                let number: u16 =
-                    port.text.trim().parse().map_err(|_| {
-                        Error::config(port.setting.clone(), "must be a port number")
-                    })?;
-                address.set_port(number);
-            }
-        }
-        Ok(address)
-    }
-
     fn cert_dirs(&self, flags: &Flags) -> Result<Vec<PathBuf>, Error> {
         let (dirs, setting) = if !flags.cert_dirs.is_empty() {
             (flags.cert_dirs.clone(), "--cert-dir".to_owned())
@@ -537,17 +536,6 @@ fn default_data_dir(xdg: Option<String>, home: Option<String>) -> Result<PathBuf
             "is not set and neither XDG_DATA_HOME nor HOME is",
         )),
     }
-}
-
-fn parse_listen(text: &str) -> Option<SocketAddr> {
-    let text = text.trim();
-    if let Ok(address) = text.parse() {
-        return Some(address);
-    }
-    // `localhost:8819`
-    let (host, port) = text.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    (host == "localhost").then(|| SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 pub(crate) fn parse_bool(text: &str) -> Option<bool> {

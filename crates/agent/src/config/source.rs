@@ -1,7 +1,7 @@
 //! Where setting values come from: flags, the environment, the configuration file.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Environment-like values. The agent reads the process environment through [`Environment`];
 /// tests pass a map, so they never touch the real environment.
@@ -78,4 +78,30 @@ impl Value {
             setting: format!("--{name}"),
         }
     }
+}
+
+/// The largest `NAME_FILE` file read (a secret or a JSON setting): 1 MiB.
+const MAX_SETTING_FILE: u64 = 1 << 20;
+
+/// The value a `NAME_FILE` setting names: UTF-8, at most [`MAX_SETTING_FILE`] bytes, one
+/// trailing newline (`\n` or `\r\n`) removed. Messages name the file, never its content.
+pub(crate) fn read_setting_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SETTING_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    if bytes.len() as u64 > MAX_SETTING_FILE {
+        return Err(format!("{} is larger than 1 MiB", path.display()));
+    }
+    let mut text =
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }

@@ -197,3 +197,101 @@ fn host_rules_refuse_catch_all_and_malformed_patterns() {
         );
     }
 }
+
+#[test]
+fn the_images_listen_address_takes_the_reference_port() {
+    // The image sets `DOWNLOADER_LISTEN=0.0.0.0`; the reference's compose file sets `port`.
+    let image = [("DOWNLOADER_LISTEN", "0.0.0.0")];
+    let config = Config::load(&Flags::default(), &env(&image)).expect("loads");
+    assert_eq!(config.listen.to_string(), "0.0.0.0:8819");
+    let config =
+        Config::load(&Flags::default(), &env(&[image[0], ("port", "9443")])).expect("loads");
+    assert_eq!(config.listen.to_string(), "0.0.0.0:9443");
+    // A listen address naming its port keeps it against `port` from the same origin.
+    let config = Config::load(
+        &Flags::default(),
+        &env(&[("DOWNLOADER_LISTEN", "0.0.0.0:7000"), ("port", "9443")]),
+    )
+    .expect("loads");
+    assert_eq!(config.listen.port(), 7000);
+}
+
+#[test]
+fn every_setting_may_come_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("agent-config-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s3cr3t-from-a-file\n").expect("write");
+    let json = dir.join("client.json");
+    let password = dir.join("client-password");
+    std::fs::write(&password, "p4ss-from-a-file\r\n").expect("write");
+    std::fs::write(
+        &json,
+        format!(
+            r#"{{"keystorePath":"/certs/client.p12","keystorePasswordFile":"{}"}}"#,
+            password.display()
+        ),
+    )
+    .expect("write");
+    let secret_text = secret.display().to_string();
+    let json_text = json.display().to_string();
+    let config = Config::load(
+        &Flags::default(),
+        &env(&[
+            ("apikey", "key"),
+            ("secret_FILE", &secret_text),
+            ("client_cert_configuration_FILE", &json_text),
+        ]),
+    )
+    .expect("loads");
+    let credentials = config.credentials.expect("credentials");
+    assert_eq!(credentials.secret.expose(), "s3cr3t-from-a-file");
+    let cert = config.default_cert.expect("default certificate");
+    assert_eq!(
+        cert.password.as_ref().map(Password::expose),
+        Some("p4ss-from-a-file")
+    );
+    // Both forms at once: refused, naming both and quoting neither value.
+    let error = Config::load(
+        &Flags::default(),
+        &env(&[
+            ("secret", "inline-secret-value"),
+            ("secret_FILE", &secret_text),
+        ]),
+    )
+    .expect_err("both forms");
+    let text = format!("{error} {error:?}");
+    assert!(text.contains("secret_FILE"), "{text}");
+    assert!(!text.contains("inline-secret-value") && !text.contains("s3cr3t-from-a-file"));
+    // A missing file names the setting and the file.
+    let error = Config::load(
+        &Flags::default(),
+        &env(&[("DOWNLOADER_TRUST_STORE_PASSWORD_FILE", "/nonexistent/pw")]),
+    )
+    .expect_err("missing file");
+    assert!(
+        error
+            .to_string()
+            .contains("DOWNLOADER_TRUST_STORE_PASSWORD_FILE")
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn java_opts_is_accepted_with_a_notice() {
+    let config =
+        Config::load(&Flags::default(), &env(&[("java_opts", "-Xmx1024m")])).expect("loads");
+    assert_eq!(config.notices.len(), 1);
+    assert!(
+        config.notices[0].contains("java_opts"),
+        "{:?}",
+        config.notices
+    );
+    let path = file("java_opts = \"-Xms128m\"\n");
+    let flags = Flags {
+        config: Some(path),
+        ..Flags::default()
+    };
+    let config = Config::load(&flags, &env(&[])).expect("loads from the file");
+    assert_eq!(config.notices.len(), 1);
+}
