@@ -27,6 +27,10 @@ pub(crate) enum Command {
     /// Send jobs (one JSON job, an array, or NDJSON) over AMQP or to an agent; print results
     /// as NDJSON and the counts on stderr.
     Submit(SubmitArgs),
+    /// Print a shell completion script on stdout (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write one page per command into a directory.
+    Man(ManArgs),
 }
 
 /// `downloader keystore ...`
@@ -316,4 +320,21 @@ pub(crate) struct SubmitArgs {
     /// `--window 1` sends one job at a time, to measure per-job latency.
     #[arg(long, value_name = "N")]
     pub(crate) window: Option<usize>,
+}
+
+/// `downloader completions SHELL`
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+/// `downloader man`
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// Write downloader.1 and one page per subcommand (downloader-serve.1, ...) into DIR
+    /// (created when missing) and print their paths, instead of the main page on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
 }

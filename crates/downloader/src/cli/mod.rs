@@ -2,6 +2,7 @@
 
 pub(crate) mod args;
 pub(crate) mod fetch;
+pub(crate) mod generate;
 pub(crate) mod keystore;
 pub(crate) mod output;
 mod secret;
