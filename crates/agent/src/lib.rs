@@ -169,8 +169,9 @@ impl Agent {
 
     /// Binds the configured listen address.
     ///
-    /// With `use_http=false` (active mode only) nothing is served, so an ephemeral loopback port
-    /// is taken instead: several active-only downloaders can run on one machine.
+    /// With `use_http=false` (active mode only) an ephemeral loopback port is taken instead:
+    /// several active-only downloaders can run on one machine, and `/health` stays reachable
+    /// from the machine (or container) itself.
     pub async fn bind(&self) -> Result<TcpListener, Error> {
         let address = if self.shared.config.use_http {
             self.shared.config.listen
@@ -204,16 +205,15 @@ impl Agent {
             self.shared.config.rabbit.clone().map(|rabbit| {
                 tokio::spawn(amqp::run(self.shared.clone(), rabbit, stopped.clone()))
             });
-        let use_http = self.shared.config.use_http;
+        // With `use_http=false` the listener is an ephemeral loopback port: it still serves
+        // `/health` (the container health check finds it in `serve.url`) and `/metrics`.
         let tls = self.tls;
         let http = async move {
-            if use_http {
-                let mut stopped = stopped;
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|stopped| *stopped).await;
-                };
-                server::serve(listener, tls, router, settings, shutdown).await;
-            }
+            let mut stopped = stopped;
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            server::serve(listener, tls, router, settings, shutdown).await;
         };
         let signal = async move {
             shutdown.await;

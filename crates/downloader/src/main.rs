@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::args::{Cli, Command, KeystoreCommand};
-use crate::cli::{Failure, fetch, generate, keystore, serve, submit};
+use crate::cli::{Failure, fetch, generate, healthcheck, keystore, serve, submit};
 
 /// mimalloc returns freed memory to the system, so the agent's RSS follows its load back down
 /// (see the workspace Cargo.toml).
@@ -48,6 +48,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Fetch(args) => fetch::fetch(args),
         Command::Serve(args) => serve::serve(args),
         Command::Submit(args) => submit::submit(args),
+        Command::Healthcheck(args) => healthcheck::healthcheck(&args),
         Command::Completions(args) => generate::completions(&args),
         Command::Man(args) => generate::man(&args),
     }

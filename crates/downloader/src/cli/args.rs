@@ -27,6 +27,9 @@ pub(crate) enum Command {
     /// Send jobs (one JSON job, an array, or NDJSON) over AMQP or to an agent; print results
     /// as NDJSON and the counts on stderr.
     Submit(SubmitArgs),
+    /// Exit 0 when the agent configured like `serve` answers GET /health (for container
+    /// HEALTHCHECK and Kubernetes probes: no curl needed).
+    Healthcheck(HealthcheckArgs),
     /// Print a shell completion script on stdout (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout, or write one page per command into a directory.
@@ -243,6 +246,23 @@ pub(crate) enum TrustArg {
     Custom,
     /// Both.
     Both,
+}
+
+/// `downloader healthcheck`: reads the same settings as `serve` to find the agent.
+#[derive(Debug, Args)]
+pub(crate) struct HealthcheckArgs {
+    /// The TOML configuration file the agent was started with (also DOWNLOADER_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The agent's base URL, instead of finding it from the configuration.
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    pub(crate) timeout: f64,
+    /// Print nothing, only set the exit code.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
 }
 
 /// `downloader serve`: flags beat environment variables, which beat the config file.

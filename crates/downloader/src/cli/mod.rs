@@ -3,6 +3,7 @@
 pub(crate) mod args;
 pub(crate) mod fetch;
 pub(crate) mod generate;
+pub(crate) mod healthcheck;
 pub(crate) mod keystore;
 pub(crate) mod output;
 mod secret;

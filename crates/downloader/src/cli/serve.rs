@@ -44,6 +44,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         )
     });
     let passive = config.use_http;
+    let notices = config.notices.clone();
     runtime.block_on(async {
         let agent = Agent::build(config)
             .await
@@ -54,6 +55,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
             .map_err(|error| failure(&error, EXIT_FAILURE))?;
         let address = listener.local_addr().unwrap_or(agent.started().listen);
         print_banner(agent.started(), address, passive, active.as_deref());
+        agent::health::publish(&agent, address);
+        let mut stdout = std::io::stdout().lock();
+        for notice in &notices {
+            let _ = writeln!(stdout, "  notice: {notice}");
+        }
+        drop(stdout);
         agent.serve(listener, agent::shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
