@@ -169,10 +169,13 @@ def test_improved(tmp):
     shutil.copyfile(ROOT / "deploy/compose/improved/docker-compose.yml",
                     work / "docker-compose.yml")
     certs = work / "certs"
-    shutil.copyfile(FIXTURES / "ca/root.pem", certs / "ca.crt")
-    shutil.copyfile(FIXTURES / "client/rsa2048/openssl.p12", certs / "client.p12")
-    shutil.copyfile(FIXTURES / "client/p384/bundle.pem", certs / "p384.pem")
-    shutil.copyfile(FIXTURES / "client/ed25519/documented.jks", certs / "ed25519.jks")
+    # Laid out as Kubernetes mounts a Secret: files in a timestamped directory, `..data`
+    # pointing at it, and each name a symlink through `..data`.
+    files_in = {"ca.crt": "ca/root.pem", "client.p12": "client/rsa2048/openssl.p12",
+                "p384.pem": "client/p384/bundle.pem", "ed25519.jks": "client/ed25519/documented.jks"}
+    secret_volume(certs, "..2026_12_01_a", files_in)
+    for name in files_in:
+        (certs / name).symlink_to(f"..data/{name}")
     (work / "secrets/downloader_secret").write_text(SECRET + "\n")
     (work / "secrets/client_password").write_text(STORE_PASSWORD + "\n")
     upstream_dir(work)
@@ -198,17 +201,28 @@ def test_improved(tmp):
         for result in results:
             subject = presented(result)
             check(f"CN={wanted[result['id']]}" in subject, f"{result['id']}: {subject}")
-        # Rotation by rename in the mounted directory (what editors and `mv` do).
-        staged = certs / ".client.p12.new"
-        shutil.copyfile(FIXTURES / "client/p256/openssl.p12", staged)
-        staged.chmod(0o644)
-        os.replace(staged, certs / "client.p12")
+        # Rotation as a Secret update does it: a new directory, then `..data` swapped by one
+        # rename (what `mv` over a file does too).
+        secret_volume(certs, "..2026_12_01_b", {**files_in, "client.p12": "client/p256/openssl.p12"})
         subject = presented(post_jobs(base, APIKEY, SECRET, {
             "method": "GET", "url": "https://upstream:8443/whoami"}))
-        check("CN=client-p256" in subject, f"after rename presented {subject}")
+        check("CN=client-p256" in subject, f"after the ..data swap presented {subject}")
         drain(base, container)
     finally:
         compose(work, "dlimp", "down", "-v", "-t", "5", files=files)
+
+
+def secret_volume(certs, version, files):
+    """Writes `files` (name → fixture) into certs/VERSION and points certs/..data at it with
+    one rename, as the kubelet updates a Secret or ConfigMap volume."""
+    directory = certs / version
+    directory.mkdir(parents=True)
+    for name, fixture in files.items():
+        shutil.copyfile(FIXTURES / fixture, directory / name)
+    readable(certs)
+    staged = certs / "..data_tmp"
+    staged.symlink_to(version)
+    os.replace(staged, certs / "..data")
 
 
 def drain(base, container):
