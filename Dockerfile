@@ -5,7 +5,8 @@
 #
 # The `prebuilt` stage comes before the Rust stage on purpose: `docker build --target prebuilt`
 # (scripts/image, and CI, which has no registry to pull a Rust image from) stops there, and
-# BuildKit skips it for the default target.
+# BuildKit (Docker's builder since 23.0) skips it for the default target. The legacy builder
+# builds every stage: with it, run scripts/image first, or build with --target prebuilt.
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 
 FROM scratch AS base
@@ -15,7 +16,7 @@ LABEL org.opencontainers.image.title="downloader" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="https://example.invalid/downloader" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY deploy/docker/etc/passwd deploy/docker/etc/group /etc/
+COPY deploy/docker/etc/passwd deploy/docker/etc/group deploy/docker/etc/nsswitch.conf /etc/
 # Inside a container the job API listens on every address, on 8819 or the reference's `port`;
 # the generated identity and credentials go to the /data volume, so the root file system can be
 # read-only; /certs is the certificate directory jobs name keystores in.

@@ -119,6 +119,7 @@ def test_reference(tmp):
         REPORT["start_to_healthy_seconds"] = round(time.monotonic() - started, 1)
         logs = sh("docker", "logs", container).stdout
         check("notice: java_opts" in logs, f"no java_opts notice in {logs[-1500:]}")
+        no_secrets(container)
         base = "https://127.0.0.1:8819"
         results = post_jobs(base, APIKEY, SECRET, [
             {"id": "by-service-name", "method": "GET", "url": "https://upstream:8443/whoami"},
@@ -207,9 +208,18 @@ def test_improved(tmp):
         subject = presented(post_jobs(base, APIKEY, SECRET, {
             "method": "GET", "url": "https://upstream:8443/whoami"}))
         check("CN=client-p256" in subject, f"after the ..data swap presented {subject}")
+        no_secrets(container)
         drain(base, container)
     finally:
         compose(work, "dlimp", "down", "-v", "-t", "5", files=files)
+
+
+def no_secrets(container):
+    """The container's output holds neither the API secret nor a keystore password."""
+    logs = sh("docker", "logs", container)
+    text = logs.stdout + logs.stderr
+    for secret in (SECRET, STORE_PASSWORD):
+        check(secret not in text, f"{container}'s log shows a secret")
 
 
 def secret_volume(certs, version, files):
