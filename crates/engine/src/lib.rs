@@ -66,11 +66,11 @@ pub use host_pattern::{HostPattern, PatternError, Specificity};
 pub use job::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, DEFAULT_MAX_REDIRECTS, HttpVersion, IdentitySource,
     Job, JobBuilder, MAX_HEADER_COUNT, MAX_KEEP_ALIVE_IDLE, MAX_REDIRECTS_LIMIT, MAX_TIMEOUT,
-    Source, TlsVersion, TrustMode, TrustSource,
+    Source, TlsVersion, TrustMode, TrustSource, is_secret_header_name,
 };
 pub use outcome::{
     ClientCertificate, ErrorInfo, Metrics, Outcome, RequestInfo, Response, ServerCertificate,
-    TlsInfo,
+    TlsInfo, redact_url,
 };
 pub use proxy::{Proxy, ProxyRules};
 pub use redirect::Redirect;

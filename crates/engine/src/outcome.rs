@@ -264,8 +264,10 @@ impl From<&keystore::CertificateInfo> for ClientCertificate {
     }
 }
 
-/// Removes a password from a URL given as text (for jobs that failed before parsing).
-fn redact_url(text: &str) -> String {
+/// A URL given as text without its password (`user:***@`): for results, logs and `Debug` of
+/// every surface (jobs that failed before parsing, broker and proxy URLs). An unparsable URL
+/// with `@` shows only its scheme.
+pub fn redact_url(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("***"));

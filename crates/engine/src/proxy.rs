@@ -246,6 +246,16 @@ impl ProxyRules {
         self
     }
 
+    /// How many selectors there are.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// The proxy for a request to `host` on `port` over `scheme`, or `None` for a direct
     /// connection.
     pub fn select(&self, scheme: &str, host: &str, port: u16) -> Option<&Proxy> {

@@ -73,7 +73,7 @@ impl Timeline {
 }
 
 /// Milliseconds with microsecond precision.
-fn ms(duration: Duration) -> f64 {
+pub(crate) fn ms(duration: Duration) -> f64 {
     (duration.as_micros() as f64) / 1000.0
 }
 

@@ -208,7 +208,7 @@ fn refusal(raw: Option<&Value>, kind: &str, message: String, hint: &str) -> Valu
     json!({
         "id": id,
         "ok": false,
-        "request": {"method": method, "url": api::redact_url(&url)},
+        "request": {"method": method, "url": engine::redact_url(&url)},
         "error": {"kind": kind, "message": message, "hint": hint},
     })
 }

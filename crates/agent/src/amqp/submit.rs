@@ -464,7 +464,7 @@ impl std::error::Error for SubmitError {}
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
-            .field("url", &redact(&self.url))
+            .field("url", &engine::redact_url(&self.url))
             .field("queue", &self.queue)
             .field("reply_queue", &self.reply_queue)
             .field("timeout", &self.timeout)
@@ -480,19 +480,5 @@ impl fmt::Debug for AgentTarget {
             .field("secret", &self.secret)
             .field("insecure", &self.insecure)
             .finish_non_exhaustive()
-    }
-}
-
-/// The URL without its password.
-pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
     }
 }

@@ -34,7 +34,7 @@ pub(crate) use job::CONFIG_NAMES;
 pub(crate) use batch::{Refusal as SplitRefusal, split as split_jobs};
 pub(crate) use job::{ApiJob, Rejection};
 pub(crate) use job::{raw_id as job_id, raw_request as job_request};
-pub(crate) use run::{internal as internal_result, redact_url, run as run_job};
+pub(crate) use run::{internal as internal_result, run as run_job};
 
 /// What every request handler shares.
 #[derive(Debug)]

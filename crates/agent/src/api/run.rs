@@ -461,7 +461,7 @@ fn rejected(id: Option<String>, method: String, url: String, rejection: Rejectio
         ok: false,
         request: RequestInfo {
             method,
-            url: redact_url(&url),
+            url: engine::redact_url(&url),
         },
         response: None,
         metrics: Metrics::default(),
@@ -473,22 +473,6 @@ fn rejected(id: Option<String>, method: String, url: String, rejection: Rejectio
             hint: rejection.hint,
         }),
         failure: None,
-    }
-}
-
-/// A URL without its password (or only its scheme when it does not parse but has `@`).
-pub(crate) fn redact_url(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut url) => {
-            if url.password().is_some() {
-                let _ = url.set_password(Some("***"));
-            }
-            url.to_string()
-        }
-        Err(_) => match text.split_once("://") {
-            Some((scheme, rest)) if rest.contains('@') => format!("{scheme}://***"),
-            _ => text.to_owned(),
-        },
     }
 }
 

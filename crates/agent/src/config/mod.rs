@@ -28,7 +28,7 @@ pub use credentials::Credentials;
 pub use engine::HostPattern;
 pub use job_limits::JobLimits;
 pub use limits::Limits;
-pub use reference::{CertRef, ProxyRule};
+pub use reference::CertRef;
 pub use source::{Environment, Flags, Source};
 
 pub use crate::amqp::Rabbit;
@@ -158,8 +158,6 @@ pub struct Config {
     pub default_cert: Option<CertRef>,
     /// Per-host client certificate rules, in file order.
     pub client_certs: Vec<HostRule>,
-    /// `proxy_configuration` selectors.
-    pub proxies: Vec<ProxyRule>,
     /// The same, as the engine applies them (per request and per redirect hop).
     pub proxy_rules: engine::ProxyRules,
     /// How long in-flight jobs may run after SIGTERM/SIGINT (`DOWNLOADER_SHUTDOWN_GRACE`,
@@ -232,7 +230,6 @@ impl Config {
             disable_ssl_validation: false,
             default_cert: None,
             client_certs: Vec::new(),
-            proxies: Vec::new(),
             proxy_rules: engine::ProxyRules::default(),
             shutdown_grace: std::time::Duration::from_secs(30),
             rabbit: None,
@@ -477,9 +474,7 @@ impl Lookup<'_> {
         }
         if let Some(value) = self.reference("proxy_configuration")? {
             config.proxy_rules = engine::ProxyRules::from_reference_json(&value.text)
-                .map_err(|error| Error::config(value.setting.clone(), error.to_string()))?;
-            config.proxies = reference::parse_proxies(&value.text)
-                .map_err(|problem| Error::config(value.setting, problem))?;
+                .map_err(|error| Error::config(value.setting, error.to_string()))?;
         }
         Ok(())
     }

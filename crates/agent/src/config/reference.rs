@@ -1,11 +1,9 @@
-//! The reference system's JSON settings: `client_cert_configuration` and
-//! `proxy_configuration`. Host patterns (client-certificate rules, proxy selectors) are
-//! [`engine::HostPattern`], the matcher the engine applies to proxies and redirect hops.
+//! The reference system's `client_cert_configuration` (its `proxy_configuration` is parsed by
+//! [`engine::ProxyRules::from_reference_json`]).
 
 use std::fmt;
 use std::path::PathBuf;
 
-use engine::HostPattern;
 use keystore::Password;
 use serde::Deserialize;
 
@@ -54,43 +52,6 @@ where
             "a password or inline keystore must be a string (or a number)",
         )),
     }
-}
-
-/// One proxy selector of `proxy_configuration`.
-#[derive(Debug, Clone)]
-pub struct ProxyRule {
-    /// Which hosts it covers.
-    pub pattern: HostPattern,
-    /// Whether it says "no proxy" (`"address": "NONE"`).
-    pub direct: bool,
-    /// The proxy address as written (no credentials).
-    pub address: String,
-}
-
-/// Parses `proxy_configuration`: selector → `{address, port, authentication, username,
-/// password}`. Matching does not depend on key order: exact host:port, exact host, the most
-/// specific wildcard, then `*`.
-pub(crate) fn parse_proxies(text: &str) -> Result<Vec<ProxyRule>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|error| format!("not valid JSON: {error}"))?;
-    let object = value
-        .as_object()
-        .ok_or("must be a JSON object mapping host selectors to proxies")?;
-    let mut rules = Vec::with_capacity(object.len());
-    for (selector, proxy) in object {
-        let pattern = HostPattern::parse(selector)
-            .map_err(|error| format!("'{selector}' is not a host selector: {error}"))?;
-        let address = proxy
-            .get("address")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| format!("selector '{selector}' has no \"address\""))?;
-        rules.push(ProxyRule {
-            pattern,
-            direct: address.eq_ignore_ascii_case("NONE"),
-            address: address.to_owned(),
-        });
-    }
-    Ok(rules)
 }
 
 impl fmt::Debug for CertRef {

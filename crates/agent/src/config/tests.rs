@@ -90,7 +90,7 @@ fn reference_names_are_accepted() {
         config.default_cert.as_ref().map(|c| c.path.clone()),
         Some(PathBuf::from("/client.jks"))
     );
-    assert_eq!(config.proxies.len(), 1);
+    assert_eq!(config.proxy_rules.len(), 1);
     let debug = format!("{config:?}");
     assert!(
         !debug.contains("s3cr3t") && !debug.contains("\"pw\""),

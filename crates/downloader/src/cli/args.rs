@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cli::secret::{HeaderArg, SecretArg, UrlArg};
+
 /// HTTP(S) requests for API tests and monitors, with mutual TLS that just works.
 #[derive(Debug, Parser)]
 #[command(name = "downloader", version, propagate_version = true)]
@@ -55,7 +57,7 @@ pub(crate) struct StoreArgs {
     pub(crate) key: Option<PathBuf>,
     /// Store password.
     #[arg(long, group = "store_password_source")]
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<SecretArg>,
     /// Read the store password from this environment variable.
     #[arg(long, value_name = "VAR", group = "store_password_source")]
     pub(crate) password_env: Option<String>,
@@ -64,7 +66,7 @@ pub(crate) struct StoreArgs {
     pub(crate) password_file: Option<PathBuf>,
     /// Key password, when it differs from the store password.
     #[arg(long, group = "key_password_source")]
-    pub(crate) key_password: Option<String>,
+    pub(crate) key_password: Option<SecretArg>,
     /// Read the key password from this environment variable.
     #[arg(long, value_name = "VAR", group = "key_password_source")]
     pub(crate) key_password_env: Option<String>,
@@ -96,7 +98,7 @@ pub(crate) struct ConvertArgs {
     pub(crate) out: PathBuf,
     /// Password of the PKCS#12 output (default: the store password).
     #[arg(long, group = "out_password_source")]
-    pub(crate) out_password: Option<String>,
+    pub(crate) out_password: Option<SecretArg>,
     /// Read the output password from this environment variable.
     #[arg(long, value_name = "VAR", group = "out_password_source")]
     pub(crate) out_password_env: Option<String>,
@@ -121,13 +123,13 @@ pub(crate) enum OutputFormat {
 #[derive(Debug, Args)]
 pub(crate) struct FetchArgs {
     /// The URL (http:// or https://).
-    pub(crate) url: String,
+    pub(crate) url: UrlArg,
     /// The method (default GET, or POST when a body is given).
     #[arg(short = 'X', long = "request", value_name = "METHOD")]
     pub(crate) method: Option<String>,
     /// A header, 'Name: value' (repeatable).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    pub(crate) headers: Vec<String>,
+    pub(crate) headers: Vec<HeaderArg>,
     /// The request body (`@FILE` reads a file).
     #[arg(short = 'd', long = "data", value_name = "DATA", group = "body_source")]
     pub(crate) data: Option<String>,
@@ -139,7 +141,7 @@ pub(crate) struct FetchArgs {
     pub(crate) cert: Option<PathBuf>,
     /// Keystore password.
     #[arg(long, value_name = "PASSWORD", group = "cert_password_source")]
-    pub(crate) cert_password: Option<String>,
+    pub(crate) cert_password: Option<SecretArg>,
     /// Read the keystore password from this environment variable.
     #[arg(long, value_name = "VAR", group = "cert_password_source")]
     pub(crate) cert_password_env: Option<String>,
@@ -148,7 +150,7 @@ pub(crate) struct FetchArgs {
     pub(crate) key: Option<PathBuf>,
     /// Password of the private key (encrypted PEM key, or a key password that differs).
     #[arg(long, value_name = "PASSWORD")]
-    pub(crate) key_password: Option<String>,
+    pub(crate) key_password: Option<SecretArg>,
     /// Which private-key entry of the keystore to use.
     #[arg(long, requires = "cert")]
     pub(crate) alias: Option<String>,
@@ -157,7 +159,7 @@ pub(crate) struct FetchArgs {
     pub(crate) cacert: Option<PathBuf>,
     /// Password of the --cacert store.
     #[arg(long, value_name = "PASSWORD", requires = "cacert")]
-    pub(crate) cacert_password: Option<String>,
+    pub(crate) cacert_password: Option<SecretArg>,
     /// Which roots to trust (default: both with --cacert, else system).
     #[arg(long, value_enum)]
     pub(crate) trust: Option<TrustArg>,
@@ -223,10 +225,10 @@ pub(crate) struct FetchHttpArgs {
     /// An HTTP proxy, http://[USER:PASSWORD@]HOST:PORT (default: HTTPS_PROXY / HTTP_PROXY
     /// with NO_PROXY; an empty value disables them).
     #[arg(short = 'x', long, value_name = "URL")]
-    pub(crate) proxy: Option<String>,
+    pub(crate) proxy: Option<UrlArg>,
     /// Proxy credentials, USER:PASSWORD (Basic).
     #[arg(short = 'U', long, value_name = "USER:PASSWORD")]
-    pub(crate) proxy_user: Option<String>,
+    pub(crate) proxy_user: Option<SecretArg>,
     /// Refuse connections to these CIDRs, addresses or host patterns, comma-separated
     /// (repeatable); turns the egress policy on, with its default denies.
     #[arg(long, value_name = "LIST")]
@@ -305,7 +307,7 @@ pub(crate) struct SubmitArgs {
     pub(crate) file: PathBuf,
     /// The broker: amqp://user:password@host:5672/%2f (or amqps://...).
     #[arg(long, value_name = "URL")]
-    pub(crate) amqp: Option<String>,
+    pub(crate) amqp: Option<UrlArg>,
     /// The job queue (with --amqp).
     #[arg(long, default_value = agent::amqp::DEFAULT_QUEUE)]
     pub(crate) queue: String,
@@ -326,7 +328,7 @@ pub(crate) struct SubmitArgs {
         hide_env_values = true,
         requires = "agent"
     )]
-    pub(crate) secret: Option<String>,
+    pub(crate) secret: Option<SecretArg>,
     /// CA certificates (PEM) that verify the agent or an amqps broker.
     #[arg(long, value_name = "FILE")]
     pub(crate) cacert: Option<PathBuf>,

@@ -11,6 +11,7 @@ use engine::{
 use keystore::Password;
 
 use crate::cli::args::{FetchArgs, TrustArg};
+use crate::cli::secret::{SecretArg, UrlArg};
 use crate::cli::{EXIT_FAILURE, Failure, output, secret};
 
 /// Exit code for `--fail` on an HTTP status of 400 or more (curl's).
@@ -85,9 +86,11 @@ impl FetchArgs {
         let mut builder = Job::builder(method, self.url.as_str());
         let mut has_content_type = false;
         for header in &self.headers {
+            // The value is not echoed: it may be a credential.
             let (name, value) = header
+                .as_str()
                 .split_once(':')
-                .ok_or_else(|| Failure::usage(format!("header '{header}' is not 'Name: value'")))?;
+                .ok_or_else(|| Failure::usage("a -H header is not 'Name: value' (no colon)"))?;
             has_content_type |= name.trim().eq_ignore_ascii_case("content-type");
             builder = builder.header(name.trim(), value.trim_start());
         }
@@ -109,9 +112,10 @@ impl FetchArgs {
         if let Some(limit) = self.http.max_redirects {
             builder = builder.max_redirects(limit);
         }
-        if let Some(rules) =
-            proxy_rules(self.http.proxy.as_deref(), self.http.proxy_user.as_deref())?
-        {
+        if let Some(rules) = proxy_rules(
+            self.http.proxy.as_ref().map(UrlArg::as_str),
+            self.http.proxy_user.as_ref().map(SecretArg::expose),
+        )? {
             builder = builder.proxy(rules);
         }
         if let Some(policy) = egress_policy(&self.http.egress_deny, &self.http.egress_allow)? {

@@ -6,7 +6,7 @@ pub(crate) mod generate;
 pub(crate) mod healthcheck;
 pub(crate) mod keystore;
 pub(crate) mod output;
-mod secret;
+pub(crate) mod secret;
 pub(crate) mod serve;
 pub(crate) mod submit;
 

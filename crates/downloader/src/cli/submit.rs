@@ -9,6 +9,7 @@ use agent::amqp::submit::{self, Target};
 use serde_json::Value;
 
 use crate::cli::args::SubmitArgs;
+use crate::cli::secret::SecretArg;
 use crate::cli::{EXIT_FAILURE, Failure};
 
 /// Runs a submission; exits 0 when every job was answered with `ok: true`, 1 otherwise.
@@ -36,7 +37,7 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<ExitCode, Failure> {
             None => None,
         };
         let target = Target {
-            url,
+            url: url.as_str().to_owned(),
             queue: args.queue,
             ca_pem,
             reply_queue: args.reply_queue,
@@ -50,7 +51,12 @@ pub(crate) fn submit(args: SubmitArgs) -> Result<ExitCode, Failure> {
         let target = submit::AgentTarget {
             url,
             apikey: args.apikey.unwrap_or_default(),
-            secret: keystore::Password::new(args.secret.unwrap_or_default()),
+            secret: keystore::Password::new(
+                args.secret
+                    .as_ref()
+                    .map(SecretArg::expose)
+                    .unwrap_or_default(),
+            ),
             cacert: args.cacert,
             insecure: args.insecure,
             timeout,

@@ -16,6 +16,15 @@ const SECRET_HEADERS: &[&str] = &[
     "x-auth-token",
 ];
 
+/// Whether a header named `name` (any case) holds a credential, for surfaces that show
+/// headers given as text (command-line arguments).
+pub fn is_secret_header_name(name: &str) -> bool {
+    let name = name.trim();
+    SECRET_HEADERS
+        .iter()
+        .any(|secret| secret.eq_ignore_ascii_case(name))
+}
+
 /// Headers whose values are credentials: never shown, never logged, and never sent to another
 /// origin on a redirect (their values are marked sensitive, which is what redirects check).
 pub(crate) fn is_secret_header(name: &HeaderName) -> bool {

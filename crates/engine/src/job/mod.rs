@@ -16,6 +16,7 @@ pub(crate) use crate::options::HttpOptions;
 mod credentials;
 mod limits;
 
+pub use credentials::is_secret_header_name;
 pub(crate) use credentials::{is_secret_header, percent_decode};
 use limits::check_head_size;
 pub use limits::{MAX_HEADER_COUNT, MAX_KEEP_ALIVE_IDLE, MAX_REDIRECTS_LIMIT, MAX_TIMEOUT};

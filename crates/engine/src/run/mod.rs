@@ -216,7 +216,7 @@ impl Inner {
                 }
             }
             let mut outcome = report::outcome(current, progress, result);
-            outcome.metrics.overall = millis(job_start.elapsed());
+            outcome.metrics.overall = crate::timing::ms(job_start.elapsed());
             outcome.metrics.redirects = u32::try_from(hops.len()).unwrap_or(u32::MAX);
             outcome.metrics.hops = hops;
             return outcome;
@@ -443,10 +443,6 @@ impl Progress {
             handshake: None,
         }
     }
-}
-
-fn millis(duration: Duration) -> f64 {
-    (duration.as_micros() as f64) / 1000.0
 }
 
 /// Runs `work` until the phase limit or the job deadline, whichever comes first; the error
