@@ -107,4 +107,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Keystore { source, .. } => Some(source),
+            Self::Config { .. } | Self::DataDir { .. } | Self::Bind { .. } | Self::Tls { .. } => {
+                None
+            }
+        }
+    }
+}

@@ -273,12 +273,7 @@ async fn load_configured(certs: &Certs, config: &Config) -> Result<Vec<String>, 
                 loaded.leaf.subject,
                 loaded.leaf.not_after
             )),
-            Loaded::Bad(problem) => {
-                return Err(Error::config(
-                    setting,
-                    format!("{}: {problem}", cert.path.display()),
-                ));
-            }
+            Loaded::Bad(problem) => return Err(configured(setting, &cert.path, problem)),
         }
     }
     if let Some(path) = &config.trust_store {
@@ -293,14 +288,26 @@ async fn load_configured(certs: &Certs, config: &Config) -> Result<Vec<String>, 
                 config.trust_mode
             )),
             Loaded::Bad(problem) => {
-                return Err(Error::config(
-                    "DOWNLOADER_TRUST_STORE",
-                    format!("{}: {problem}", path.display()),
-                ));
+                return Err(configured("DOWNLOADER_TRUST_STORE".into(), path, problem));
             }
         }
     }
     Ok(lines)
+}
+
+/// A configured keystore or trust store that does not load: the keystore's own kind and hint
+/// are kept (`config.keystore`); a file that cannot be read is a setting to fix.
+fn configured(setting: String, path: &std::path::Path, problem: certs::Problem) -> Error {
+    match problem {
+        certs::Problem::Keystore(source) => Error::Keystore {
+            setting,
+            path: path.to_owned(),
+            source,
+        },
+        certs::Problem::Unreadable(detail) => {
+            Error::config(setting, format!("{}: {detail}", path.display()))
+        }
+    }
 }
 
 impl fmt::Debug for Started {

@@ -549,7 +549,15 @@ impl fmt::Display for Material {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidRequest(source) => Some(source),
+            Self::Keystore { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 fn secs(duration: Duration) -> String {
     let ms = duration.as_millis();

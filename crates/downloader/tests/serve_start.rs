@@ -1,7 +1,8 @@
-//! `downloader healthcheck` against a real `downloader serve`: it finds the agent from the same
-//! settings (`DOWNLOADER_LISTEN` as an address alone plus the reference's `port`, as the image
-//! and the reference's compose file set them), exits 0 while the agent answers and 1 once it is
-//! gone; an active-style `--url` to a closed port is unhealthy too.
+//! How `downloader serve` starts, and `downloader healthcheck` against it. The health check
+//! finds the agent from the same settings (`DOWNLOADER_LISTEN` as an address alone plus the
+//! reference's `port`, as the image and the reference's compose file set them), exits 0 while
+//! the agent answers and 1 once it is gone; an active-style `--url` to a closed port is
+//! unhealthy too. A broken configured keystore keeps its own kind.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -87,4 +88,30 @@ fn healthcheck_follows_the_agent() {
     assert_eq!(closed.status.code(), Some(1));
     assert!(closed.stdout.is_empty());
     std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// A configured keystore that does not open keeps the keystore's own kind inside
+/// `config.keystore`, and its hint, instead of becoming a generic `config.invalid` text.
+#[test]
+fn a_broken_configured_keystore_says_config_keystore_with_its_kind() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let keystore = fixtures.join("client/rsa2048/documented.jks");
+    let json = format!(
+        r#"{{"keystorePath":"{}","keystorePassword":"not-the-password-77"}}"#,
+        keystore.display()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_downloader"))
+        .args(["serve", "--check"])
+        .env("HOME", std::env::temp_dir())
+        .env("client_cert_configuration", json)
+        .output()
+        .expect("serve --check runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.starts_with("error[config.keystore]: client_cert_configuration: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("password"), "{stderr}");
+    assert!(!stderr.contains("not-the-password-77"), "{stderr}");
 }
