@@ -106,11 +106,10 @@ impl Lookup<'_> {
                 || Error::config(setting.clone(), format!("password_env: {name} is not set")),
             )?))),
             (None, None, Some(file)) => {
-                let text = std::fs::read_to_string(&file).map_err(|error| {
-                    Error::config(setting.clone(), format!("password_file {file}: {error}"))
-                })?;
-                let text = text.strip_suffix('\n').unwrap_or(&text);
-                let text = text.strip_suffix('\r').unwrap_or(text);
+                let text =
+                    super::read_setting_file(std::path::Path::new(&file)).map_err(|problem| {
+                        Error::config(setting.clone(), format!("password_file {problem}"))
+                    })?;
                 Ok(Some(Password::new(text)))
             }
             (None, None, None) => Ok(None),

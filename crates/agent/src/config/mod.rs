@@ -29,13 +29,13 @@ pub use engine::HostPattern;
 pub use job_limits::JobLimits;
 pub use limits::Limits;
 pub use reference::CertRef;
-pub use source::{Environment, Flags, Source};
+pub use source::{Environment, Flags, Source, read_setting_file};
 
 pub use crate::amqp::Rabbit;
 
 use client_certs::parse_default_cert;
 pub(crate) use reference::{ClientCertJson, secret_text};
-use source::{Origin, Value, read_setting_file};
+use source::{Origin, Value};
 
 use crate::error::Error;
 

@@ -85,7 +85,7 @@ const MAX_SETTING_FILE: u64 = 1 << 20;
 
 /// The value a `NAME_FILE` setting names: UTF-8, at most [`MAX_SETTING_FILE`] bytes, one
 /// trailing newline (`\n` or `\r\n`) removed. Messages name the file, never its content.
-pub(crate) fn read_setting_file(path: &Path) -> Result<String, String> {
+pub fn read_setting_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|error| format!("{}: {error}", path.display()))?;
     let mut bytes = Vec::new();

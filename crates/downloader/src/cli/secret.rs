@@ -108,11 +108,15 @@ pub(crate) fn resolve(
             .map_err(|_| Failure::usage(format!("environment variable {name} is not set")));
     }
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|error| Failure::io(path, &error))?;
-        // A trailing newline is how editors and `echo` end a file, never part of a password.
-        let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-        let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-        return Ok(Some(Password::new(trimmed.to_owned())));
+        // The agent's reader: one trailing newline (how editors and `echo` end a file) is not
+        // part of the password.
+        let text = agent::config::read_setting_file(path).map_err(|message| Failure {
+            kind: "io".into(),
+            message,
+            hint: None,
+            exit_code: crate::cli::EXIT_IO,
+        })?;
+        return Ok(Some(Password::new(text)));
     }
     Ok(None)
 }
