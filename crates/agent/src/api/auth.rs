@@ -6,7 +6,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::ApiError;
+use super::{ApiError, ApiKind};
 use crate::config::Credentials;
 
 /// SHA-256 of the apikey and of the secret.
@@ -31,7 +31,7 @@ impl AuthDigest {
         } else {
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "api.unauthorized",
+                ApiKind::Unauthorized,
                 "missing or wrong credentials: use HTTP Basic auth with the apikey and secret",
             ))
         }

@@ -52,7 +52,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    kind: &'static str,
+    kind: ApiKind,
     message: String,
     retry_after: Option<u32>,
     /// The unread rest of the request body, held until the answer has been sent.
@@ -116,7 +116,7 @@ async fn jobs(
         Err(body::Unread::TooLarge(rest)) => {
             let error = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "api.body",
+                ApiKind::Body,
                 format!("the request body is larger than {limit} bytes"),
             );
             return Err(error.early_authenticated(&parts.headers, rest).await);
@@ -124,7 +124,7 @@ async fn jobs(
         Err(body::Unread::Broken(error)) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "api.body",
+                ApiKind::Body,
                 format!("cannot read the request body: {error}"),
             ));
         }
@@ -135,7 +135,7 @@ async fn jobs(
         shared.metrics.refused(count);
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "api.overloaded",
+            ApiKind::Overloaded,
             format!("the agent is at its queue limit; {count} job(s) not accepted"),
         )
         .retry_after(1)
@@ -173,29 +173,29 @@ async fn split(shared: &Shared, bytes: Bytes) -> Result<batch::Split, ApiError> 
         .map_err(|error| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ApiKind::Internal,
                 format!("the body parser failed: {error}"),
             )
         })?;
     split.map_err(|refusal| match refusal {
         Refusal::Json(error) => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "api.json",
+            ApiKind::Json,
             format!("the body is not valid JSON: {error}"),
         ),
         Refusal::Shape => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "api.json",
+            ApiKind::Json,
             "the body must be one job object or an array of jobs",
         ),
         Refusal::TooMany { max } if max == max_batch => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "api.batch_too_large",
+            ApiKind::BatchTooLarge,
             format!("more than {max} jobs in one request (DOWNLOADER_MAX_BATCH)"),
         ),
         Refusal::TooMany { max } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "api.batch_too_large",
+            ApiKind::BatchTooLarge,
             format!(
                 "more than {max} jobs in one request: the agent can never hold that many \
                  (max_jobs + queue_limit)"
@@ -249,7 +249,7 @@ async fn not_found(request: axum::extract::Request) -> ApiError {
     let (parts, body) = request.into_parts();
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "api.not_found",
+        ApiKind::NotFound,
         "no such endpoint: use POST /api/v1/jobs, GET /health or GET /metrics",
     )
     .early(&parts.headers, body)
@@ -269,8 +269,59 @@ fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response {
     response
 }
 
+/// Why the job API refused a request: each has its stable kind and its remedy, worded for a
+/// job-API client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApiKind {
+    /// Missing or wrong credentials.
+    Unauthorized,
+    /// Every job slot and queue place is taken.
+    Overloaded,
+    /// The request body is too large or cannot be read.
+    Body,
+    /// The body is not a job or an array of jobs.
+    Json,
+    /// More jobs in one request than allowed.
+    BatchTooLarge,
+    /// No such endpoint.
+    NotFound,
+    /// A fault of the agent.
+    Internal,
+}
+
+impl ApiKind {
+    /// The stable kind.
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "api.unauthorized",
+            Self::Overloaded => "api.overloaded",
+            Self::Body => "api.body",
+            Self::Json => "api.json",
+            Self::BatchTooLarge => "api.batch_too_large",
+            Self::NotFound => "api.not_found",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// What the client can do.
+    fn hint(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "send Authorization: Basic base64(apikey:secret)",
+            Self::Overloaded => {
+                "retry after the Retry-After delay, or raise DOWNLOADER_QUEUE_LIMIT"
+            }
+            Self::Body => "keep the request under DOWNLOADER_MAX_BODY",
+            Self::BatchTooLarge => {
+                "split the jobs into smaller requests (DOWNLOADER_MAX_BATCH, DOWNLOADER_MAX_JOBS \
+                 + DOWNLOADER_QUEUE_LIMIT)"
+            }
+            Self::Json | Self::NotFound | Self::Internal => "see docs/job-api.md",
+        }
+    }
+}
+
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, kind: ApiKind, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -312,21 +363,11 @@ fn authorize(shared: &Shared, parts: &http::request::Parts) -> Result<(), ApiErr
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let hint = match self.kind {
-            "api.unauthorized" => "send Authorization: Basic base64(apikey:secret)",
-            "api.overloaded" => {
-                "retry after the Retry-After delay, or raise DOWNLOADER_QUEUE_LIMIT"
-            }
-            "api.body" => "keep the request under DOWNLOADER_MAX_BODY",
-            "api.batch_too_large" => {
-                "split the jobs into smaller requests (DOWNLOADER_MAX_BATCH, DOWNLOADER_MAX_JOBS \
-                 + DOWNLOADER_QUEUE_LIMIT)"
-            }
-            _ => "see docs/job-api.md",
-        };
-        let bytes = serde_json::to_vec(
-            &json!({"error": {"kind": self.kind, "message": self.message, "hint": hint}}),
-        )
+        let bytes = serde_json::to_vec(&json!({"error": {
+            "kind": self.kind.kind(),
+            "message": self.message,
+            "hint": self.kind.hint(),
+        }}))
         .unwrap_or_default();
         let mut response = Response::new(body::Answer::body(bytes, self.held));
         *response.status_mut() = self.status;
