@@ -15,7 +15,7 @@
 //!
 //! # Brief overview
 //!
-//! - [`Job`] is built with a [`JobBuilder`] (or deserialized as a [`JobSpec`]) and checked
+//! - [`Job`] is built with a [`JobBuilder`] (the agent parses its job schema into one) and checked
 //!   before it runs: a bad URL or a header with CR/LF never reaches the network.
 //! - [`Engine::run`] resolves, connects, handshakes (rustls with the aws-lc-rs provider) and
 //!   speaks HTTP/1.1 or HTTP/2 (hyper, chosen by ALPN), timing each phase with a monotonic clock.
@@ -54,7 +54,6 @@ mod proxy;
 mod redirect;
 mod report;
 mod run;
-mod spec;
 mod timing;
 pub mod tls;
 
@@ -66,7 +65,8 @@ pub use host_pattern::{HostPattern, PatternError, Specificity};
 pub use job::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_LIMIT, DEFAULT_MAX_REDIRECTS, HttpVersion, IdentitySource,
     Job, JobBuilder, MAX_HEADER_COUNT, MAX_KEEP_ALIVE_IDLE, MAX_REDIRECTS_LIMIT, MAX_TIMEOUT,
-    Source, TlsVersion, TrustMode, TrustSource, is_secret_header_name,
+    Source, TlsVersion, TrustMode, TrustSource, is_secret_header_name, parse_resolve,
+    seconds_to_duration,
 };
 pub use outcome::{
     ClientCertificate, ErrorInfo, Metrics, Outcome, RequestInfo, Response, ServerCertificate,
@@ -75,7 +75,3 @@ pub use outcome::{
 pub use proxy::{Proxy, ProxyRules};
 pub use redirect::Redirect;
 pub use run::Engine;
-pub use spec::{
-    HostCertSpec, JobSpec, OneOrMany, OptionsSpec, PartSpec, ProxyConfiguration, StoreSpec,
-    parse_resolve, seconds_to_duration,
-};

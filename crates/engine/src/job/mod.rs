@@ -15,11 +15,13 @@ pub(crate) use crate::options::HttpOptions;
 
 mod credentials;
 mod limits;
+mod text;
 
 pub use credentials::is_secret_header_name;
 pub(crate) use credentials::{is_secret_header, percent_decode};
 use limits::check_head_size;
 pub use limits::{MAX_HEADER_COUNT, MAX_KEEP_ALIVE_IDLE, MAX_REDIRECTS_LIMIT, MAX_TIMEOUT};
+pub use text::{parse_resolve, seconds_to_duration};
 
 /// The default response body limit: 50 MiB.
 pub const DEFAULT_BODY_LIMIT: u64 = 50 * 1024 * 1024;
