@@ -5,12 +5,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use engine::{
-    Engine, HttpVersion, IdentitySource, Job, JobError, Part, Proxy, ProxyRules, Source,
-    TlsVersion, TrustMode, TrustSource,
+    Engine, HttpVersion, IdentitySource, Job, JobBuilder, JobError, Part, Proxy, ProxyRules,
+    Source, TlsVersion, TrustMode, TrustSource,
 };
 use keystore::Password;
 
-use crate::cli::args::{FetchArgs, TrustArg};
+use crate::cli::args::{FetchArgs, FetchHttpArgs, TrustArg};
 use crate::cli::secret::{SecretArg, UrlArg};
 use crate::cli::{EXIT_FAILURE, Failure, output, secret};
 
@@ -68,6 +68,14 @@ pub(crate) fn fetch(args: FetchArgs) -> Result<ExitCode, Failure> {
 impl FetchArgs {
     /// The engine job these flags describe; contradictions are usage errors (exit 64).
     pub(crate) fn into_job(self) -> Result<Job, Failure> {
+        let builder = self.request()?;
+        let builder = self.http.apply(builder)?;
+        let builder = self.tls(builder)?;
+        self.connection(builder)?.build().map_err(usage)
+    }
+
+    /// Method, URL, headers and body (`-d`, `--data-file` or `-F`).
+    fn request(&self) -> Result<JobBuilder, Failure> {
         let body = match (&self.data, &self.data_file) {
             (Some(data), _) => match data.strip_prefix('@') {
                 Some(path) => Some(read(Path::new(path))?),
@@ -104,47 +112,35 @@ impl FetchArgs {
         if !parts.is_empty() {
             builder = builder.multipart(&parts);
         }
-        if self.http.location {
-            builder = builder.follow_redirects(true);
-        } else if self.http.no_follow {
-            builder = builder.follow_redirects(false);
-        }
-        if let Some(limit) = self.http.max_redirects {
-            builder = builder.max_redirects(limit);
-        }
-        if let Some(rules) = proxy_rules(
-            self.http.proxy.as_ref().map(UrlArg::as_str),
-            self.http.proxy_user.as_ref().map(SecretArg::expose),
-        )? {
-            builder = builder.proxy(rules);
-        }
-        if let Some(policy) = egress_policy(&self.http.egress_deny, &self.http.egress_allow)? {
-            builder = builder.egress(policy);
-        }
+        Ok(builder)
+    }
+
+    /// The client identity, the trust and the TLS options.
+    fn tls(&self, mut builder: JobBuilder) -> Result<JobBuilder, Failure> {
         let cert_password = secret::resolve(
             self.cert_password.as_ref(),
             self.cert_password_env.as_ref(),
             None,
         )?;
         let key_password = secret::resolve(self.key_password.as_ref(), None, None)?;
-        if let Some(cert) = self.cert {
-            builder = builder.identity(match self.key {
+        if let Some(cert) = &self.cert {
+            builder = builder.identity(match &self.key {
                 Some(key) => IdentitySource::Pair {
-                    certificates: Source::Path(cert),
-                    key: Source::Path(key),
+                    certificates: Source::Path(cert.clone()),
+                    key: Source::Path(key.clone()),
                     key_password: key_password.or(cert_password),
                 },
                 None => IdentitySource::Keystore {
-                    source: Source::Path(cert),
+                    source: Source::Path(cert.clone()),
                     password: cert_password,
                     key_password,
-                    alias: self.alias,
+                    alias: self.alias.clone(),
                 },
             });
         }
-        if let Some(cacert) = self.cacert {
+        if let Some(cacert) = &self.cacert {
             builder = builder.trust_store(TrustSource {
-                source: Source::Path(cacert),
+                source: Source::Path(cacert.clone()),
                 password: secret::resolve(self.cacert_password.as_ref(), None, None)?,
             });
         }
@@ -156,18 +152,23 @@ impl FetchArgs {
             });
         }
         builder = builder.insecure(self.insecure);
-        for pin in &self.resolve {
-            let (host, port, address) = engine::parse_resolve(pin).map_err(usage)?;
-            builder = builder.resolve(host, port, address);
-        }
-        if let Some(sni) = self.sni {
-            builder = builder.sni(sni);
+        if let Some(sni) = &self.sni {
+            builder = builder.sni(sni.clone());
         }
         if let Some(version) = &self.tls_min {
             builder = builder.tls_min(tls_version(version)?);
         }
         if let Some(version) = &self.tls_max {
             builder = builder.tls_max(tls_version(version)?);
+        }
+        Ok(builder)
+    }
+
+    /// Address pins, the HTTP version and the time limits.
+    fn connection(&self, mut builder: JobBuilder) -> Result<JobBuilder, Failure> {
+        for pin in &self.resolve {
+            let (host, port, address) = engine::parse_resolve(pin).map_err(usage)?;
+            builder = builder.resolve(host, port, address);
         }
         if self.http1_1 {
             builder = builder.http(HttpVersion::Http1);
@@ -181,7 +182,31 @@ impl FetchArgs {
             let limit = engine::seconds_to_duration(seconds).map_err(usage)?;
             builder = builder.connect_timeout(limit);
         }
-        builder.build().map_err(usage)
+        Ok(builder)
+    }
+}
+
+impl FetchHttpArgs {
+    /// Redirects, the proxy and the egress policy.
+    fn apply(&self, mut builder: JobBuilder) -> Result<JobBuilder, Failure> {
+        if self.location {
+            builder = builder.follow_redirects(true);
+        } else if self.no_follow {
+            builder = builder.follow_redirects(false);
+        }
+        if let Some(limit) = self.max_redirects {
+            builder = builder.max_redirects(limit);
+        }
+        if let Some(rules) = proxy_rules(
+            self.proxy.as_ref().map(UrlArg::as_str),
+            self.proxy_user.as_ref().map(SecretArg::expose),
+        )? {
+            builder = builder.proxy(rules);
+        }
+        if let Some(policy) = egress_policy(&self.egress_deny, &self.egress_allow)? {
+            builder = builder.egress(policy);
+        }
+        Ok(builder)
     }
 }
 
