@@ -133,41 +133,7 @@ pub(crate) fn outcome(out: &mut impl Write, outcome: &engine::Outcome) -> io::Re
         writeln!(out)?;
     }
     if let Some(response) = &outcome.response {
-        writeln!(
-            out,
-            "{} {} {}",
-            response.http_version, response.status_code, response.reason
-        )?;
-        for (name, values) in response.headers.iter() {
-            for value in values {
-                writeln!(out, "{name}: {value}")?;
-            }
-        }
-        writeln!(out)?;
-        match response.body.text() {
-            Some(text) => {
-                out.write_all(text.as_bytes())?;
-                if !text.is_empty() && !text.ends_with('\n') {
-                    writeln!(out)?;
-                }
-            }
-            None => writeln!(
-                out,
-                "<{} bytes of binary data; use --json to get them>",
-                response.size
-            )?,
-        }
-        if response.truncated {
-            writeln!(out, "<body cut at the body limit>")?;
-        }
-        if let Some(encoding) = &response.decoded {
-            writeln!(
-                out,
-                "<decoded from {encoding}: {} bytes received>",
-                response.size
-            )?;
-        }
-        writeln!(out)?;
+        response_text(out, response)?;
     }
     let metrics = &outcome.metrics;
     writeln!(out, "timing (ms)")?;
@@ -188,64 +154,110 @@ pub(crate) fn outcome(out: &mut impl Write, outcome: &engine::Outcome) -> io::Re
         }
     }
     if let Some(tls) = &outcome.tls {
-        writeln!(out)?;
-        let version = tls.version.as_deref().unwrap_or("handshake not completed");
-        let cipher = tls.cipher.as_deref().unwrap_or("");
-        let alpn = tls
-            .alpn
-            .as_deref()
-            .map(|a| format!(" alpn={a}"))
-            .unwrap_or_default();
-        let sni = tls
-            .sni
-            .as_deref()
-            .map(|s| format!(" sni={s}"))
-            .unwrap_or_default();
-        let verified = if tls.verified {
-            "verified"
-        } else {
-            "NOT verified"
-        };
-        writeln!(out, "TLS {version} {cipher}{alpn}{sni}, server {verified}")?;
-        match tls.server_certificates.first() {
-            Some(leaf) => writeln!(
-                out,
-                "  they are:  {} (issued by {}, valid until {})",
-                leaf.subject, leaf.issuer, leaf.not_after
-            )?,
-            None => writeln!(out, "  they are:  no certificate seen")?,
+        tls_summary(out, tls)?;
+    }
+    Ok(())
+}
+
+/// The status line, headers and body of a response.
+fn response_text(out: &mut impl Write, response: &engine::Response) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} {} {}",
+        response.http_version, response.status_code, response.reason
+    )?;
+    for (name, values) in response.headers.iter() {
+        for value in values {
+            writeln!(out, "{name}: {value}")?;
         }
-        for cert in tls.server_certificates.iter().skip(1) {
+    }
+    writeln!(out)?;
+    match response.body.text() {
+        Some(text) => {
+            out.write_all(text.as_bytes())?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                writeln!(out)?;
+            }
+        }
+        None => writeln!(
+            out,
+            "<{} bytes of binary data; use --json to get them>",
+            response.size
+        )?,
+    }
+    if response.truncated {
+        writeln!(out, "<body cut at the body limit>")?;
+    }
+    if let Some(encoding) = &response.decoded {
+        writeln!(
+            out,
+            "<decoded from {encoding}: {} bytes received>",
+            response.size
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Who the server is, what it asked for and who we were.
+fn tls_summary(out: &mut impl Write, tls: &engine::TlsInfo) -> io::Result<()> {
+    writeln!(out)?;
+    let version = tls.version.as_deref().unwrap_or("handshake not completed");
+    let cipher = tls.cipher.as_deref().unwrap_or("");
+    let alpn = tls
+        .alpn
+        .as_deref()
+        .map(|a| format!(" alpn={a}"))
+        .unwrap_or_default();
+    let sni = tls
+        .sni
+        .as_deref()
+        .map(|s| format!(" sni={s}"))
+        .unwrap_or_default();
+    let verified = if tls.verified {
+        "verified"
+    } else {
+        "NOT verified"
+    };
+    writeln!(out, "TLS {version} {cipher}{alpn}{sni}, server {verified}")?;
+    match tls.server_certificates.first() {
+        Some(leaf) => writeln!(
+            out,
+            "  they are:  {} (issued by {}, valid until {})",
+            leaf.subject, leaf.issuer, leaf.not_after
+        )?,
+        None => writeln!(out, "  they are:  no certificate seen")?,
+    }
+    for cert in tls.server_certificates.iter().skip(1) {
+        writeln!(
+            out,
+            "             + {} (issued by {})",
+            cert.subject, cert.issuer
+        )?;
+    }
+    if tls.client_certificate_requested {
+        if tls.acceptable_issuers.is_empty() {
+            writeln!(out, "  they asked for a client certificate (any issuer)")?;
+        } else {
             writeln!(
                 out,
-                "             + {} (issued by {})",
-                cert.subject, cert.issuer
+                "  they asked for a client certificate issued by: {}",
+                tls.acceptable_issuers.join("; ")
             )?;
         }
-        if tls.client_certificate_requested {
-            if tls.acceptable_issuers.is_empty() {
-                writeln!(out, "  they asked for a client certificate (any issuer)")?;
-            } else {
-                writeln!(
-                    out,
-                    "  they asked for a client certificate issued by: {}",
-                    tls.acceptable_issuers.join("; ")
-                )?;
-            }
-        } else {
-            writeln!(out, "  they did not ask for a client certificate")?;
-        }
-        match &tls.client_certificate {
-            Some(cert) => writeln!(
-                out,
-                "  we are:    {} (issued by {}, valid until {}, sha256 {})",
-                cert.subject,
-                cert.issuer,
-                cert.not_after,
-                colons(&cert.sha256)
-            )?,
-            None => writeln!(out, "  we are:    anonymous (no client certificate sent)")?,
-        }
+    } else {
+        writeln!(out, "  they did not ask for a client certificate")?;
+    }
+    match &tls.client_certificate {
+        Some(cert) => writeln!(
+            out,
+            "  we are:    {} (issued by {}, valid until {}, sha256 {})",
+            cert.subject,
+            cert.issuer,
+            cert.not_after,
+            colons(&cert.sha256)
+        )?,
+        None => writeln!(out, "  we are:    anonymous (no client certificate sent)")?,
     }
     Ok(())
 }
