@@ -65,7 +65,7 @@ impl Error {
     pub fn hint(&self) -> String {
         match self {
             Self::Config { .. } => "fix the setting (see docs/configuration.md)".into(),
-            Self::Keystore { source, .. } => source.hint(),
+            Self::Keystore { source, .. } => source.hint_in(&crate::api::words::SettingsWords),
             Self::DataDir { .. } => {
                 "check the data directory's permissions, or set DOWNLOADER_DATA_DIR".into()
             }

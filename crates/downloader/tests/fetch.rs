@@ -199,9 +199,38 @@ fn fetch_reports_handshake_rejections_with_kind_and_hint() {
     assert_eq!(json["error"]["kind"], "tls.client_cert_rejected");
     assert!(!text(&out.stdout).contains(STORE) && !stderr.contains(STORE));
 
-    // Untrusted server (system roots only).
+    // Untrusted server (system roots only). Hints name fetch's flags, never a job-API field.
     let out = fetch(&[&url, "--trust", "system"]);
-    assert!(text(&out.stderr).contains("error[tls.server_untrusted]"));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("error[tls.server_untrusted]"), "{stderr}");
+    assert!(
+        stderr.contains("--cacert") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    let out = fetch(&[
+        &url,
+        "--cacert",
+        &path("ca/root.pem"),
+        "--cert",
+        &path("client/rsa2048/documented.jks"),
+        "--cert-password",
+        "not-the-password-3",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error[keystore.wrong_store_password]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--cert-password"), "{stderr}");
+    for field in [
+        "config.",
+        "keystorePassword",
+        "client_cert_configuration",
+        "DOWNLOADER_",
+    ] {
+        assert!(!stderr.contains(field), "fetch names {field}: {stderr}");
+    }
+    assert!(!stderr.contains("not-the-password-3"), "{stderr}");
 }
 
 #[test]

@@ -44,6 +44,7 @@ mod egress;
 mod error;
 mod exchange;
 mod form;
+mod hint;
 mod host_pattern;
 mod job;
 mod material;

@@ -119,7 +119,11 @@ async fn a_hostile_inline_keystore_ends_its_job_with_one_typed_result() {
         );
         let error = outcome.error.as_ref().expect("error");
         assert!(error.message.contains("the limit is"), "{}", error.message);
-        assert!(error.hint.contains("DOWNLOADER_MAX_KDF"), "{}", error.hint);
+        assert!(
+            error.hint.contains("key-derivation limits"),
+            "{}",
+            error.hint
+        );
     }
     // The engine is unharmed: the next job presents its identity.
     let job = Job::builder("GET", server.url("/"))

@@ -113,8 +113,14 @@ impl Error {
         }
     }
 
-    /// A one-line suggestion of what to do about it.
+    /// A one-line suggestion of what to do about it, in plain words.
     pub fn hint(&self) -> String {
+        self.hint_in(&crate::remedy::Plain)
+    }
+
+    /// The same, naming settings in the words of the surface that shows it.
+    pub fn hint_in(&self, words: &dyn crate::remedy::Vocabulary) -> String {
+        use crate::remedy::Setting;
         match self {
             Self::UnrecognizedFormat { .. } => {
                 "give a JKS, JCEKS, PKCS#12 (.p12/.pfx), PEM or DER \
@@ -124,20 +130,26 @@ impl Error {
             Self::UnsupportedFormat { .. } => "convert it to PKCS#12 with the tool that made it \
                  (e.g. keytool -importkeystore -deststoretype PKCS12)"
                 .into(),
-            Self::WrongStorePassword { .. } => {
-                "check the keystore password (keystorePassword); it is case-sensitive".into()
-            }
-            Self::WrongKeyPassword { .. } => "the store password is right but the key has its own \
-                 password: give it as the key password (keyPassword)"
-                .into(),
-            Self::PasswordRequired { .. } => "give the password for the encrypted data".into(),
+            Self::WrongStorePassword { .. } => format!(
+                "check {}; it is case-sensitive",
+                words.name(Setting::StorePassword)
+            ),
+            Self::WrongKeyPassword { .. } => format!(
+                "the store password is right but the key has its own password: give it as {}",
+                words.name(Setting::KeyPassword)
+            ),
+            Self::PasswordRequired { .. } => format!(
+                "the data is encrypted: give {}",
+                words.name(Setting::StorePassword)
+            ),
             Self::NoPrivateKey => "this is a trust store (certificates only); a client identity \
                  needs a private-key entry, e.g. made with keytool -genkeypair or openssl \
                  pkcs12 -export -inkey"
                 .into(),
             Self::AliasNotFound { available, .. } | Self::AmbiguousAlias { available } => {
                 format!(
-                    "choose one of the private-key aliases: {}",
+                    "choose one of the private-key aliases with {}: {}",
+                    words.name(Setting::Alias),
                     available.join(", ")
                 )
             }
@@ -158,11 +170,12 @@ impl Error {
                  choose a private-key entry"
                 .into(),
             Self::NoCertificates => "the trust store is empty; add CA certificates to it".into(),
-            Self::TooCostly { .. } => "re-encrypt it with common parameters (a key: openssl \
-                 pkcs8 -topk8 -v2 aes-256-cbc -iter 100000; a store: openssl pkcs12 -export \
-                 -iter 10000), or, if the file is trusted, raise DOWNLOADER_MAX_KDF_ITERATIONS \
-                 or DOWNLOADER_MAX_KDF_MEMORY"
-                .into(),
+            Self::TooCostly { .. } => format!(
+                "re-encrypt it with common parameters (a key: openssl pkcs8 -topk8 -v2 \
+                 aes-256-cbc -iter 100000; a store: openssl pkcs12 -export -iter 10000), or, if \
+                 the file is trusted, raise {}",
+                words.name(Setting::KdfLimits)
+            ),
         }
     }
 }

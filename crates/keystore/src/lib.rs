@@ -43,6 +43,7 @@ mod lint;
 mod password;
 mod pem;
 mod pkcs12;
+pub mod remedy;
 mod store;
 mod trust;
 

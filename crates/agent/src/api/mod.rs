@@ -9,6 +9,7 @@ mod body;
 mod job;
 mod run;
 mod template;
+pub(crate) mod words;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -429,7 +429,7 @@ async fn merge_trust(
         .map_err(|error| Rejection {
             kind: error.kind(),
             message: format!("config.trust: {error}"),
-            hint: error.hint(),
+            hint: error.hint_in(&super::words::JobWords),
         })?;
     let mut anchors = base.anchors.clone();
     anchors.extend(parsed);
@@ -484,6 +484,10 @@ fn finish(
     host: &str,
     started: Instant,
 ) -> Value {
+    // The engine's remedy, in a job-API client's words (config fields, not CLI flags).
+    if let (Some(failure), Some(info)) = (&outcome.failure, outcome.error.as_mut()) {
+        info.hint = failure.hint_in(&super::words::JobWords);
+    }
     let kind = outcome.kind();
     shared.metrics.record(&outcome, kind);
     let status = outcome

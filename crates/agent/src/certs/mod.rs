@@ -305,10 +305,10 @@ impl Problem {
         }
     }
 
-    /// What to do about it.
+    /// What to do about it, in a job-API client's words.
     pub(crate) fn hint(&self) -> String {
         match self {
-            Self::Keystore(error) => error.hint(),
+            Self::Keystore(error) => error.hint_in(&crate::api::words::JobWords),
             Self::Unreadable(_) => "check the path and the file's permissions".into(),
         }
     }

@@ -12,6 +12,7 @@ use keystore::Password;
 
 use crate::cli::args::{FetchArgs, FetchHttpArgs, TrustArg};
 use crate::cli::secret::{SecretArg, UrlArg};
+use crate::cli::words::FetchWords;
 use crate::cli::{EXIT_FAILURE, Failure, output, secret};
 
 /// Exit code for `--fail` on an HTTP status of 400 or more (curl's).
@@ -23,7 +24,11 @@ pub(crate) fn fetch(args: FetchArgs) -> Result<ExitCode, Failure> {
     let fail_on_status = args.fail;
     let job = args.into_job()?;
     let runtime = crate::cli::runtime(false)?;
-    let outcome = runtime.block_on(Engine::new().run(job));
+    let mut outcome = runtime.block_on(Engine::new().run(job));
+    // The engine's remedy, naming fetch's flags.
+    if let (Some(failure), Some(info)) = (&outcome.failure, outcome.error.as_mut()) {
+        info.hint = failure.hint_in(&FetchWords);
+    }
     let mut stdout = std::io::stdout().lock();
     let written = if json {
         output::json::outcome(&mut stdout, &outcome)

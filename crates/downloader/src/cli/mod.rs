@@ -9,6 +9,7 @@ pub(crate) mod output;
 pub(crate) mod secret;
 pub(crate) mod serve;
 pub(crate) mod submit;
+mod words;
 
 use std::fmt;
 
@@ -55,7 +56,7 @@ impl From<::keystore::Error> for Failure {
         Self {
             kind: error.kind().into(),
             message: error.to_string(),
-            hint: Some(error.hint()),
+            hint: Some(error.hint_in(&words::KeystoreWords)),
             exit_code: EXIT_FAILURE,
         }
     }
