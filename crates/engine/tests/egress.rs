@@ -164,7 +164,9 @@ async fn the_agents_own_port_is_denied_by_default_and_allow_opens_it() {
     );
     assert!(
         text.contains(&format!(
-            "add '127.0.0.1:{port}' to DOWNLOADER_EGRESS_ALLOW"
+            // The engine names the remedy; the agent words it as DOWNLOADER_EGRESS_ALLOW
+            // (crates/agent/tests/egress.rs), fetch as --egress-allow.
+            "add '127.0.0.1:{port}' to the egress allow list"
         )),
         "{text}"
     );

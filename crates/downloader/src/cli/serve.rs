@@ -46,6 +46,8 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
     let passive = config.use_http;
     let notices = config.notices.clone();
     runtime.block_on(async {
+        // Before the banner: a SIGTERM right after it must drain, not kill.
+        let shutdown = agent::shutdown_signal();
         let agent = Agent::build(config)
             .await
             .map_err(|error| failure(&error, EXIT_USAGE))?;
@@ -61,7 +63,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
             let _ = writeln!(stdout, "  notice: {notice}");
         }
         drop(stdout);
-        agent.serve(listener, agent::shutdown_signal()).await;
+        agent.serve(listener, shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
 }

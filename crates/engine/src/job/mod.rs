@@ -383,7 +383,7 @@ impl JobBuilder {
         let trust = match (self.trust, &self.trust_store) {
             (Some(TrustMode::Custom | TrustMode::Both), None) if !self.insecure => {
                 return Err(JobError::new(
-                    "trust 'custom' or 'both' needs a trust store (--cacert)",
+                    "trust 'custom' or 'both' needs a trust store",
                 ));
             }
             (Some(mode), _) => mode,
