@@ -13,9 +13,15 @@ impl Error {
 
     /// The same, naming settings in `words` (a surface's flags, fields or settings).
     pub fn hint_in(&self, words: &dyn Vocabulary) -> String {
+        self.connection_hint(words)
+            .or_else(|| self.http_hint(words))
+            .unwrap_or_else(|| self.other_hint(words))
+    }
+
+    /// Name resolution, TCP and TLS.
+    fn connection_hint(&self, words: &dyn Vocabulary) -> Option<String> {
         let name = |setting| words.name(setting);
-        match self {
-            Self::InvalidRequest(error) => error.hint(),
+        let hint = match self {
             Self::Dns { .. } => format!(
                 "check the host name, or pin an address with {}",
                 name(Setting::Resolve)
@@ -53,6 +59,15 @@ impl Error {
             Self::HandshakeTimeout { .. } => "the server accepted TCP but did not complete the \
                  TLS handshake: check that the port speaks TLS (not plain HTTP)"
                 .into(),
+            _ => return None,
+        };
+        Some(hint)
+    }
+
+    /// The HTTP exchange: protocol, limits, redirects.
+    fn http_hint(&self, words: &dyn Vocabulary) -> Option<String> {
+        let name = |setting| words.name(setting);
+        let hint = match self {
             Self::HttpProtocol { .. } => format!(
                 "the server's answer is not valid HTTP; try forcing {}",
                 name(Setting::HttpVersion)
@@ -87,6 +102,16 @@ impl Error {
                 "raise {} or request the final URL directly",
                 name(Setting::MaxRedirects)
             ),
+            _ => return None,
+        };
+        Some(hint)
+    }
+
+    /// Proxies, egress, keystores and the rest.
+    fn other_hint(&self, words: &dyn Vocabulary) -> String {
+        let name = |setting| words.name(setting);
+        match self {
+            Self::InvalidRequest(error) => error.hint(),
             Self::ProxyUnreachable { .. } => {
                 "check the proxy address and port, and that the proxy is running".into()
             }
@@ -107,7 +132,8 @@ impl Error {
             } => egress_hint(rule, *explicit, allow, words),
             Self::Keystore { source, .. } => source.hint_in(words),
             Self::Unreadable { .. } => "check the path and the file's permissions".into(),
-            Self::Internal { .. } => "this is a bug in the downloader; please report it".into(),
+            // Internal, and (never reached) the variants the other two functions word.
+            _ => "this is a bug in the downloader; please report it".into(),
         }
     }
 }
